@@ -1,0 +1,70 @@
+"""pse_nmf: personalized speech enhancement with non-negative matrix factorization.
+
+Small specialist models fitted to one speaker (few-shot) or to the noisy test
+audio itself (zero-shot), with scikit-learn-style estimators.
+
+>>> from pse_nmf import SemiSupervisedNMF              # doctest: +SKIP
+>>> model = SemiSupervisedNMF().fit("enrollment/")     # doctest: +SKIP
+>>> clean = model.denoise(noisy)                       # doctest: +SKIP
+"""
+
+from ._audio import (
+    check_waveform,
+    ideal_ratio_mask,
+    istft,
+    oracle_mask_denoise,
+    ratio_mask,
+    read_audio,
+    resample,
+    stft,
+    write_audio,
+)
+from . import datasets
+from ._data import (
+    PersonalizationTask,
+    TestMixture,
+    list_recordings,
+    load_recordings,
+    make_personalization_task,
+    mix_at_snr,
+)
+from ._metrics import estoi, evaluate, pesq, sdr, si_sdr, stoi
+from ._nmf import BetaNMF, beta_divergence, non_negative_factorization
+from ._persistence import ModelFileError, load_model
+from ._semi import SemiSupervisedNMF
+from ._version import __version__
+
+load = load_model
+
+__all__ = [
+    "BetaNMF",
+    "SemiSupervisedNMF",
+    "non_negative_factorization",
+    "beta_divergence",
+    "load",
+    "load_model",
+    "ModelFileError",
+    "read_audio",
+    "write_audio",
+    "check_waveform",
+    "resample",
+    "stft",
+    "istft",
+    "ratio_mask",
+    "ideal_ratio_mask",
+    "oracle_mask_denoise",
+    "si_sdr",
+    "sdr",
+    "pesq",
+    "stoi",
+    "estoi",
+    "evaluate",
+    "list_recordings",
+    "load_recordings",
+    "mix_at_snr",
+    "make_personalization_task",
+    "PersonalizationTask",
+    "TestMixture",
+    "datasets",
+    "__version__",
+]

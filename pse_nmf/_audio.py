@@ -1,0 +1,333 @@
+"""Audio front end: reading, checking, resampling, writing, STFT and masks.
+
+Orientation
+-----------
+Every spectrogram in pse_nmf is held as **(n_frames, n_bins)**, the
+scikit-learn orientation (frames are samples, frequency bins are features).
+librosa returns (n_bins, n_frames); :func:`stft` and :func:`istft` are the one
+place where that is transposed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "check_waveform",
+    "read_audio",
+    "write_audio",
+    "resample",
+    "stft",
+    "istft",
+    "ratio_mask",
+    "ideal_ratio_mask",
+    "oracle_mask_denoise",
+]
+
+#: File endings that :func:`read_audio` and the folder loaders look for.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+# Channels beyond this count on the short axis are taken as samples, not channels.
+_MAX_CHANNELS = 16
+
+
+def _pcm_to_float(x):
+    """Integer PCM to float32 in [-1, 1), as soundfile reads it."""
+    if x.dtype == np.uint8:  # 8-bit WAV is offset binary
+        return (x.astype(np.float32) - 128.0) / 128.0
+    info = np.iinfo(x.dtype)
+    scale = float(-info.min) if info.min < 0 else float(info.max + 1) / 2.0
+    offset = 0.0 if info.min < 0 else scale
+    return ((x.astype(np.float64) - offset) / scale).astype(np.float32)
+
+
+def check_waveform(x, *, name="x", downmix=False, min_length=1, dtype=np.float32):
+    """Validate a waveform and return it as a 1-D float array.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples,) or (n_samples, n_channels)
+        Audio samples. Integer PCM (int8/16/32, uint8) is scaled to
+        [-1, 1). A 2-D array is multichannel audio, in soundfile's
+        (n_samples, n_channels) or librosa's (n_channels, n_samples) layout
+        (the shorter axis, at most 16 long, is taken as channels).
+    name : str, default="x"
+        Name used in error messages.
+    downmix : bool, default=False
+        Average the channels of multichannel audio. Without it,
+        multichannel audio is an error: silently dropping a channel loses data.
+    min_length : int, default=1
+        Fewest samples accepted.
+    dtype : numpy dtype, default=np.float32
+        Floating dtype of the result.
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,)
+        Finite samples of dtype ``dtype``.
+
+    Raises
+    ------
+    ValueError
+        For empty, too short, non-finite, complex or non-numeric input, or
+        multichannel input without ``downmix``.
+    """
+    if isinstance(x, (str, os.PathLike)):
+        raise TypeError(f"{name} is a path ({x!r}); read it with pse_nmf.read_audio first")
+    arr = np.asarray(x)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        if arr.dtype.kind == "c":
+            raise ValueError(f"{name} is complex; a real-valued waveform is expected")
+        raise ValueError(f"{name} must be a numeric waveform, got dtype {arr.dtype}")
+    if arr.dtype.kind == "b":
+        raise ValueError(f"{name} is boolean; a numeric waveform is expected")
+    if arr.dtype.kind in "iu":
+        arr = _pcm_to_float(arr)
+    if arr.ndim == 2:
+        if 1 in arr.shape:
+            arr = arr.reshape(-1)
+        else:
+            ch_axis = 1 if arr.shape[1] <= arr.shape[0] else 0
+            n_ch = arr.shape[ch_axis]
+            if n_ch > _MAX_CHANNELS:
+                raise ValueError(
+                    f"{name} has shape {arr.shape}; expected a 1-D waveform or "
+                    f"(n_samples, n_channels) audio with at most {_MAX_CHANNELS} channels"
+                )
+            if not downmix:
+                raise ValueError(
+                    f"{name} is {n_ch}-channel audio of shape {arr.shape}; pse_nmf "
+                    "enhances one channel. Pass downmix=True (CLI: --downmix) to "
+                    "average the channels, or select one channel yourself."
+                )
+            arr = arr.mean(axis=ch_axis)
+    elif arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (or 2-D multichannel), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: no audio samples")
+    if arr.size < min_length:
+        raise ValueError(
+            f"{name} has {arr.size} samples, fewer than the {min_length} needed "
+            "(at least one STFT frame)"
+        )
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.all(np.isfinite(arr)):
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite sample(s)")
+    return arr
+
+
+def resample(y, orig_sr, target_sr):
+    """Resample a 1-D waveform with librosa's high-quality soxr resampler.
+
+    Returns ``y`` unchanged when the rates are equal.
+    """
+    orig_sr, target_sr = int(orig_sr), int(target_sr)
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} and {target_sr}")
+    if orig_sr == target_sr:
+        return y
+    import librosa  # deferred: librosa's import is the slowest of ours
+
+    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(
+        y.dtype, copy=False
+    )
+
+
+def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
+    """Read an audio file with soundfile.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any format libsndfile reads (WAV, FLAC, OGG, MP3, AIFF, ...).
+    sr : int or None, default=16000
+        Rate to resample to; ``None`` keeps the file's rate.
+    downmix : bool, default=False
+        Average the channels of a multichannel file; without it such a file is
+        an error.
+    dtype : numpy dtype, default=np.float32
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples,)
+    sr : int
+        The rate of ``y``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"cannot read {str(path)!r} as audio: {exc}") from exc
+    y = check_waveform(data, name=str(path), downmix=downmix, dtype=dtype)
+    if sr is not None:
+        y = resample(y, file_sr, sr)
+        file_sr = int(sr)
+    return y, int(file_sr)
+
+
+def _atomic_target(path, overwrite):
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _atomic_write(path, write, *, overwrite=False, suffix=None):
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path``.
+
+    The temporary file sits beside the target so that ``os.replace`` is atomic;
+    readers see either the old file or the complete new one, never a part.
+    """
+    path = _atomic_target(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_audio(path, y, sr, *, subtype=None, overwrite=False):
+    """Write a waveform atomically with soundfile.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; the format follows the extension.
+    y : ndarray of shape (n_samples,)
+    sr : int
+    subtype : str or None
+        soundfile subtype (e.g. ``"PCM_16"``, ``"FLOAT"``); default is the
+        format's default (16-bit PCM for WAV and FLAC).
+    overwrite : bool, default=False
+        Replace an existing file. Without it an existing file is an error.
+
+    Returns
+    -------
+    path : Path
+    """
+    y = check_waveform(y, name="waveform to write")
+    peak = float(np.max(np.abs(y)))
+    is_float = subtype is not None and subtype.upper() in ("FLOAT", "DOUBLE")
+    if peak > 1.0 and not is_float:
+        warnings.warn(
+            f"waveform peaks at {peak:.3f} > 1 and is clipped when written as integer PCM; "
+            "write with subtype='FLOAT' to keep it",
+            stacklevel=2,
+        )
+        y = np.clip(y, -1.0, 1.0)
+    return _atomic_write(path, lambda tmp: sf.write(tmp, y, int(sr), subtype=subtype), overwrite=overwrite)
+
+
+def stft(x, *, n_fft=1024, hop_length=256, window="hann"):
+    """Short-time Fourier transform in the library's orientation.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples,)
+    n_fft : int, default=1024
+    hop_length : int, default=256
+    window : str, default="hann"
+
+    Returns
+    -------
+    S : complex ndarray of shape (n_frames, n_fft // 2 + 1)
+        Frames are centred (librosa's ``center=True``), so
+        ``n_frames = 1 + n_samples // hop_length``.
+    """
+    import librosa
+
+    S = librosa.stft(np.asarray(x), n_fft=n_fft, hop_length=hop_length, window=window, center=True)
+    return np.ascontiguousarray(S.T)  # librosa (bins, frames) -> ours (frames, bins)
+
+
+def istft(S, *, n_fft=1024, hop_length=256, window="hann", length=None):
+    """Inverse of :func:`stft`.
+
+    Parameters
+    ----------
+    S : complex ndarray of shape (n_frames, n_fft // 2 + 1)
+    length : int or None
+        Samples in the output; pass the input's length to get it back exactly.
+
+    Returns
+    -------
+    y : ndarray of shape (length,)
+    """
+    import librosa
+
+    return librosa.istft(
+        np.ascontiguousarray(S.T), n_fft=n_fft, hop_length=hop_length, window=window, center=True, length=length
+    )
+
+
+def ratio_mask(target, interference, power=1.0):
+    r"""Soft mask from non-negative magnitude estimates.
+
+    .. math:: M = \frac{T^p}{T^p + I^p}
+
+    ``power=1`` gives the ratio mask, ``power=2`` the Wiener-like mask on
+    magnitudes. Where both estimates are zero the mask is 0.
+
+    Parameters
+    ----------
+    target, interference : ndarray of shape (n_frames, n_bins)
+    power : float, default=1.0
+
+    Returns
+    -------
+    mask : ndarray of shape (n_frames, n_bins), values in [0, 1]
+    """
+    t = np.power(np.maximum(target, 0), power)
+    i = np.power(np.maximum(interference, 0), power)
+    den = t + i
+    tiny = np.finfo(den.dtype).tiny if np.issubdtype(den.dtype, np.floating) else 1e-300
+    return np.where(den > tiny, t / np.maximum(den, tiny), 0.0).astype(t.dtype, copy=False)
+
+
+def ideal_ratio_mask(speech, noise, *, power=1.0, n_fft=1024, hop_length=256):
+    """Oracle ideal ratio mask from the true speech and noise waveforms.
+
+    Returns
+    -------
+    mask : ndarray of shape (n_frames, n_bins)
+    """
+    return ratio_mask(
+        np.abs(stft(speech, n_fft=n_fft, hop_length=hop_length)),
+        np.abs(stft(noise, n_fft=n_fft, hop_length=hop_length)),
+        power=power,
+    )
+
+
+def oracle_mask_denoise(mixture, speech, *, power=1.0, n_fft=1024, hop_length=256):
+    """Apply the oracle ideal ratio mask to a mixture: the ceiling of masking.
+
+    The noise is taken as ``mixture - speech``.
+
+    Returns
+    -------
+    y : ndarray of shape (len(mixture),)
+    """
+    mixture = check_waveform(mixture, name="mixture")
+    speech = check_waveform(speech, name="speech")
+    if mixture.shape != speech.shape:
+        raise ValueError(f"mixture and speech differ in length: {mixture.size} vs {speech.size}")
+    X = stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    mask = ideal_ratio_mask(speech, mixture - speech, power=power, n_fft=n_fft, hop_length=hop_length)
+    return istft(X * mask, n_fft=n_fft, hop_length=hop_length, length=mixture.size)

@@ -1,0 +1,238 @@
+"""Saving and loading fitted estimators without pickle.
+
+Format (``format_version`` 1)
+-----------------------------
+A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays), read with
+``allow_pickle=False`` so that loading never executes code. It holds:
+
+``__meta__``
+    UTF-8 JSON stored as a uint8 array::
+
+        {"format": "pse_nmf.model", "format_version": 1,
+         "library_version": "0.1.0", "estimator": "SemiSupervisedNMF",
+         "params": {...JSON-able constructor arguments...},
+         "array_params": ["fixed_components", ...],
+         "attributes": {"n_iter_": 87, ...},
+         "arrays": ["components_", ...],
+         "audio": {"sr": 16000, "n_fft": 1024, "hop_length": 256, "window": "hann"}}
+
+``param:<name>``
+    Constructor arguments that are arrays.
+``attr:<name>``
+    Fitted array attributes (``components_``, ...).
+
+``audio`` is present for estimators that work on waveforms and must agree
+with ``params``; a file whose settings disagree, or whose arrays do not fit
+those settings, is refused on load with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+__all__ = ["ModelIOMixin", "load_model", "register_estimator", "ModelFileError"]
+
+FORMAT = "pse_nmf.model"
+FORMAT_VERSION = 1
+_META_KEY = "__meta__"
+_REGISTRY: dict[str, type] = {}
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be read: wrong kind, damaged, or inconsistent."""
+
+
+def register_estimator(cls):
+    """Class decorator: make ``cls`` loadable by :func:`load_model` under its name."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _json_param(name, value):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)) and all(
+        v is None or isinstance(v, (bool, str, numbers.Real)) for v in value
+    ):
+        return [_json_param(name, v) for v in value]
+    if isinstance(value, np.random.RandomState):
+        # the generator's state is not a setting; the fitted arrays are what counts
+        return None
+    raise TypeError(f"parameter {name}={value!r} cannot be saved in a pse_nmf model file")
+
+
+class ModelIOMixin:
+    """``save`` for estimators; subclasses list what they save.
+
+    Subclasses set ``_fitted_arrays`` (names of ndarray attributes),
+    ``_fitted_scalars`` (names of int/float/str attributes) and, if they work
+    on waveforms, have ``sr``, ``n_fft`` and ``hop_length`` parameters.
+    """
+
+    _fitted_arrays: tuple = ()
+    _fitted_scalars: tuple = ()
+
+    def _audio_settings(self):
+        params = self.get_params(deep=False)
+        if {"sr", "n_fft", "hop_length"} <= params.keys():
+            return {"sr": int(params["sr"]), "n_fft": int(params["n_fft"]),
+                    "hop_length": int(params["hop_length"]), "window": "hann"}
+        return None
+
+    def _check_loaded(self):
+        """Hook: raise ModelFileError if the loaded arrays do not fit the settings."""
+
+    def save(self, path, *, overwrite=False):
+        """Save the fitted estimator to ``path`` (npz + JSON; no pickle).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination, conventionally ending in ``.npz``. Written atomically.
+        overwrite : bool, default=False
+
+        Returns
+        -------
+        path : Path
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._audio import _atomic_write
+
+        check_is_fitted(self)
+        arrays, params, array_params = {}, {}, []
+        for name, value in self.get_params(deep=False).items():
+            if isinstance(value, np.ndarray) or (
+                isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
+            ):
+                arrays[f"param:{name}"] = np.asarray(value)
+                array_params.append(name)
+            else:
+                params[name] = _json_param(name, value)
+        attributes = {}
+        for name in self._fitted_scalars:
+            value = getattr(self, name)
+            attributes[name] = value if isinstance(value, str) else _json_param(name, value)
+        for name in self._fitted_arrays:
+            arrays[f"attr:{name}"] = np.asarray(getattr(self, name))
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            "estimator": type(self).__name__,
+            "params": params,
+            "array_params": array_params,
+            "attributes": attributes,
+            "arrays": list(self._fitted_arrays),
+            "audio": self._audio_settings(),
+        }
+        arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        return _atomic_write(path, write, overwrite=overwrite, suffix=".npz")
+
+
+def _read_archive(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{str(path)!r} is a single .npy array, not a pse_nmf model file")
+            if _META_KEY not in npz.files:
+                raise ModelFileError(f"{str(path)!r} is an npz archive but not a pse_nmf model file (no metadata)")
+            contents = {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{str(path)!r} is not a readable pse_nmf model file (truncated or another format): {exc}"
+        ) from exc
+    try:
+        meta = json.loads(contents.pop(_META_KEY).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{str(path)!r}: damaged metadata: {exc}") from exc
+    return meta, contents
+
+
+def load_model(path, *, expected=None):
+    """Load an estimator saved with ``save``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    expected : type or tuple of types or None
+        If given, the loaded estimator must be an instance of it.
+
+    Returns
+    -------
+    estimator
+        A fitted estimator of the saved class.
+
+    Raises
+    ------
+    ModelFileError
+        For a file of another kind, a truncated or damaged file, an unknown
+        estimator, a newer format, or settings that do not match the arrays.
+    """
+    path = Path(path)
+    meta, contents = _read_archive(path)
+    where = str(path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{where!r} is not a pse_nmf model file (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where!r} has model format version {version!r}, newer than this pse_nmf "
+            f"({__version__}) reads ({FORMAT_VERSION}); upgrade pse_nmf"
+        )
+    name = meta.get("estimator")
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ModelFileError(f"{where!r} holds an unknown model kind {name!r}; known: {sorted(_REGISTRY)}")
+    if expected is not None and not issubclass(cls, expected):
+        names = expected.__name__ if isinstance(expected, type) else [e.__name__ for e in expected]
+        raise ModelFileError(f"{where!r} holds a {name}, not a {names}")
+    params = dict(meta.get("params", {}))
+    for pname in meta.get("array_params", []):
+        key = f"param:{pname}"
+        if key not in contents:
+            raise ModelFileError(f"{where!r} is missing the array parameter {pname!r}")
+        params[pname] = contents[key]
+    try:
+        est = cls(**params)
+    except TypeError as exc:
+        raise ModelFileError(f"{where!r}: parameters do not fit {name}: {exc}") from exc
+    for aname in cls._fitted_arrays:
+        key = f"attr:{aname}"
+        if key not in contents:
+            raise ModelFileError(f"{where!r} is missing the fitted array {aname!r}")
+        setattr(est, aname, contents[key])
+    attributes = meta.get("attributes", {})
+    for sname in cls._fitted_scalars:
+        if sname not in attributes:
+            raise ModelFileError(f"{where!r} is missing the fitted value {sname!r}")
+        setattr(est, sname, attributes[sname])
+    audio = meta.get("audio")
+    expected_audio = est._audio_settings()
+    if expected_audio != audio:
+        raise ModelFileError(
+            f"{where!r}: recorded audio settings {audio} do not match the model's parameters {expected_audio}"
+        )
+    est._check_loaded()
+    return est

@@ -1,0 +1,268 @@
+"""Semi-supervised NMF: one source's dictionary known, the other learned at test time."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from . import _kernels as K
+from ._audio import ratio_mask
+from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged, beta_divergence
+from ._persistence import ModelFileError, ModelIOMixin, register_estimator
+from ._spectral import AudioMixin, is_recordings
+
+__all__ = ["SemiSupervisedNMF"]
+
+
+@register_estimator
+class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimator):
+    r"""Semi-supervised NMF speech enhancement with a personal dictionary.
+
+    ``fit`` learns a dictionary ``D_s`` of the known source (by default the
+    target speaker's speech) from clean recordings. At test time the noisy
+    frames are factorized as
+
+    .. math::
+
+        V \approx [A_s \; A_n] \begin{bmatrix} D_s \\ D_n \end{bmatrix},
+        \qquad
+        \min_{A \ge 0,\; D_n \ge 0} D_\beta(V \,|\, A D) + \lambda \sum A
+
+    with ``D_s`` held fixed and the other source's atoms ``D_n`` (unit L2
+    norm) learned on the input itself. The speech estimate is the mixture
+    STFT times the mask :math:`M = S^p / (S^p + N^p)` with
+    :math:`S = A_s D_s`, :math:`N = A_n D_n`. With ``known="noise"`` the roles
+    are mirrored: ``fit`` learns a noise dictionary and speech is learned at
+    test time.
+
+    The input is divided by its mean before the updates, so the result does
+    not depend on the input's level (``sparsity`` and ``tol`` are scale-free).
+
+    Two levels of use:
+
+    * waveforms: ``fit(recordings)`` with recordings as a 1-D array, a list of
+      arrays, file paths or a folder (searched recursively); ``denoise(x)``
+      and ``separate(x)`` return waveforms of ``x``'s length;
+    * frames (scikit-learn): ``fit(X)`` / ``transform(X)`` on non-negative
+      frames (n_frames, n_bins); ``transform`` returns the speech estimate of
+      each frame (``X`` times the speech mask), so the estimator fits in a
+      :class:`~sklearn.pipeline.Pipeline`.
+
+    Parameters
+    ----------
+    n_components : int, default=64
+        Atoms of the known dictionary learned by ``fit``.
+    n_test_components : int, default=16
+        Atoms of the other source learned on each input at test time.
+    known : {"speech", "noise"}, default="speech"
+        Which source ``fit`` sees.
+    beta : float or str, default=1.0
+        Beta-divergence (1 = KL, on magnitudes).
+    sparsity : float, default=0.1
+        L1 weight on the activations, both when fitting and at test time.
+    spectrum_power : float, default=1.0
+        Frames are ``|STFT| ** spectrum_power`` (1 magnitude, 2 power).
+    mask_power : float, default=1.0
+        Exponent ``p`` of the soft mask.
+    max_iter : int, default=200
+        Iterations when fitting the dictionary.
+    test_max_iter : int, default=100
+        Iterations at test time (``denoise``, ``transform``).
+    tol : float, default=1e-4
+    sr : int, default=16000
+        Sample rate of the model; other rates are resampled.
+    n_fft : int, default=1024
+    hop_length : int, default=256
+    random_state : int, RandomState instance or None
+    n_threads : int or None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_bins)
+        The known dictionary ``D_s`` (or ``D_n`` when ``known="noise"``).
+    n_iter_ : int
+    reconstruction_err_ : float
+        Beta-divergence of the dictionary fit, on the mean-normalised data.
+    n_features_in_ : int
+        Frequency bins (``n_fft // 2 + 1`` when fitted on audio).
+
+    References
+    ----------
+    .. [1] P. Smaragdis, B. Raj and M. Shashanka, "Supervised and
+       semi-supervised separation of sounds from single-channel mixtures",
+       ICA 2007. doi:10.1007/978-3-540-74494-8_52
+    .. [2] G. J. Mysore and P. Smaragdis, "A non-negative approach to
+       semi-supervised separation of speech from noise with the use of
+       temporal dynamics", ICASSP 2011.
+    .. [3] C. Févotte and J. Idier, "Algorithms for nonnegative matrix
+       factorization with the beta-divergence", Neural Computation, 2011.
+
+    Examples
+    --------
+    >>> from pse_nmf import SemiSupervisedNMF, mix_at_snr
+    >>> from pse_nmf.datasets import load_example
+    >>> data = load_example()
+    >>> speaker = sorted(data.speech)[0]
+    >>> model = SemiSupervisedNMF(random_state=0).fit(data.speech[speaker][:-1])
+    >>> noise = data.noise[sorted(data.noise)[0]][0]
+    >>> noisy, _ = mix_at_snr(data.speech[speaker][-1], noise, 0, random_state=0)
+    >>> model.denoise(noisy).shape == noisy.shape
+    True
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_test_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "known": [StrOptions({"speech", "noise"})],
+        "beta": [Interval(numbers.Real, None, None, closed="neither"),
+                 StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})],
+        "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+        "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
+        "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "sr": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
+        "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_threads": [numbers.Integral, None],
+        "verbose": ["verbose"],
+    }
+    _fitted_arrays = ("components_",)
+    _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")
+
+    def __init__(self, n_components=64, *, n_test_components=16, known="speech", beta=1.0, sparsity=0.1,
+                 spectrum_power=1.0, mask_power=1.0, max_iter=200, test_max_iter=100, tol=1e-4, sr=16000,
+                 n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
+        self.n_components = n_components
+        self.n_test_components = n_test_components
+        self.known = known
+        self.beta = beta
+        self.sparsity = sparsity
+        self.spectrum_power = spectrum_power
+        self.mask_power = mask_power
+        self.max_iter = max_iter
+        self.test_max_iter = test_max_iter
+        self.tol = tol
+        self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, X, y=None, *, sr=None, downmix=False):
+        """Learn the known source's dictionary.
+
+        Parameters
+        ----------
+        X : recordings or array-like of shape (n_frames, n_bins)
+            Clean recordings of the known source (a 1-D waveform, a list of
+            waveforms, file paths, or a folder), or non-negative frames.
+        y : ignored
+        sr : int or None
+            Rate of waveforms given as arrays; None means ``self.sr``.
+        downmix : bool, default=False
+            Average multichannel recordings instead of refusing them.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        if is_recordings(X):
+            V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name=f"{self.known} recordings"))
+            if not np.any(V):
+                raise ValueError(f"the {self.known} recordings are silent (all zeros): nothing to learn from")
+            self.n_features_in_ = V.shape[1]
+        else:
+            V = self._validate_frames(X, reset=True)
+            if not np.any(V):
+                raise ValueError("X is all zeros: nothing to learn from")
+        rng = check_random_state(self.random_state)
+        D = _init_atoms(self.n_components, V.shape[1], V.dtype, rng)
+        with K.thread_limit(self.n_threads):
+            A, D, n_iter, obj, converged = _factorize(
+                V, D, free=None, beta=_beta_value(self.beta), sparsity=self.sparsity, max_iter=self.max_iter,
+                tol=self.tol, rng=rng, verbose=self.verbose,
+            )
+        if not converged and self.tol > 0:
+            _warn_not_converged(self.max_iter)
+        self.components_ = D
+        self.n_iter_ = int(n_iter)
+        self.reconstruction_err_ = beta_divergence(V / V.mean(), A @ D / V.mean(), _beta_value(self.beta))
+        return self
+
+    def _validate_frames(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        check_non_negative(X, f"{type(self).__name__} (input X)")
+        return X
+
+    def _check_loaded(self):
+        D = np.asarray(self.components_)
+        if D.ndim != 2 or D.shape != (self.n_components, self.n_features_in_):
+            raise ModelFileError(
+                f"components_ has shape {D.shape}, but the settings say ({self.n_components}, {self.n_features_in_})"
+            )
+        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
+            raise ModelFileError("components_ holds negative or non-finite values")
+
+    # -- test time ------------------------------------------------------------------------------
+    def _decompose(self, V):
+        """Speech and noise models (each (n_frames, n_bins)) of non-negative frames ``V``."""
+        D_known = self.components_.astype(V.dtype, copy=False)
+        rng = check_random_state(self.random_state)
+        D = np.vstack([D_known, _init_atoms(self.n_test_components, V.shape[1], V.dtype, rng)])
+        free = np.arange(D.shape[0]) >= D_known.shape[0]
+        with K.thread_limit(self.n_threads):
+            A, D, _, _, converged = _factorize(
+                V, D, free=free, beta=_beta_value(self.beta), sparsity=self.sparsity, max_iter=self.test_max_iter,
+                tol=self.tol, rng=rng,
+            )
+        k = D_known.shape[0]
+        known_model = A[:, :k] @ D[:k]
+        other_model = A[:, k:] @ D[k:]
+        if self.known == "speech":
+            return known_model, other_model
+        return other_model, known_model
+
+    def transform(self, X):
+        """Speech estimate of each frame: ``X`` times the speech mask.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            Noisy frames (e.g. STFT magnitudes). The test-time atoms are
+            learned on all of ``X`` together.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+        """
+        check_is_fitted(self)
+        X = self._validate_frames(X, reset=False)
+        if not np.any(X):
+            return np.zeros_like(X)
+        speech, noise = self._decompose(X)
+        return X * ratio_mask(speech, noise, power=self.mask_power)
+
+    def get_feature_names_out(self, input_features=None):
+        """Same names as the input features: ``transform`` keeps the bins."""
+        from sklearn.utils.validation import _check_feature_names_in
+
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)

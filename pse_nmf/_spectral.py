@@ -1,0 +1,205 @@
+"""Waveform side of the estimators: recordings in, enhanced waveforms out.
+
+Estimators that learn from or enhance audio mix in :class:`AudioMixin` and
+implement ``_decompose(V)``, which splits non-negative mixture frames ``V``
+(n_frames, n_bins) into a speech model and a noise model of the same shape.
+The mixin turns that into masks on the complex STFT, and handles checking,
+resampling and lengths, so every estimator denoises the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ._audio import AUDIO_EXTENSIONS, check_waveform, istft, ratio_mask, read_audio, resample, stft
+
+__all__ = ["AudioMixin", "is_recordings", "load_recordings_list"]
+
+
+def is_recordings(X):
+    """True if ``X`` is audio (a waveform, paths, a folder), False if it is frames.
+
+    Audio is: a path or folder; a 1-D ndarray (one waveform); a mapping
+    (speaker -> recordings); a list or tuple whose first item is a path or a
+    1-D ndarray. Anything else (a 2-D array, a list of lists of numbers) is
+    a matrix of frames (n_frames, n_bins).
+    """
+    if isinstance(X, (str, os.PathLike, Mapping)):
+        return True
+    if isinstance(X, np.ndarray):
+        return X.ndim == 1
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            return True
+        first = X[0]
+        return isinstance(first, (str, os.PathLike)) or (isinstance(first, np.ndarray) and first.ndim == 1)
+    return False
+
+
+def _audio_files(folder):
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {str(folder)!r}")
+    return files
+
+
+def load_recordings_list(source, *, sr, sr_in=None, downmix=False, min_length=1, name="recordings"):
+    """Read recordings given in any accepted form into a list of float32 arrays at ``sr``.
+
+    Parameters
+    ----------
+    source : path, folder, 1-D ndarray, or list/tuple of paths and 1-D arrays
+        Folders are searched recursively for audio files (sorted by path).
+    sr : int
+        Target rate.
+    sr_in : int or None
+        Rate of the arrays in ``source`` (files carry their own); None means ``sr``.
+    downmix : bool
+        Average multichannel audio instead of refusing it.
+    min_length : int
+        Fewest samples per recording (after resampling).
+
+    Returns
+    -------
+    list of ndarray of shape (n_samples,)
+    """
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            items = _audio_files(p)
+        elif p.is_file():
+            items = [p]
+        else:
+            raise FileNotFoundError(f"no audio file or folder at {str(p)!r}")
+    elif isinstance(source, np.ndarray):
+        items = [source]
+    elif isinstance(source, (list, tuple)):
+        items = list(source)
+    else:
+        raise TypeError(f"{name}: expected a path, a folder, a waveform or a list of them, got {type(source).__name__}")
+    if not items:
+        raise ValueError(f"{name}: no recordings given")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            if Path(item).is_dir():
+                out.extend(load_recordings_list(item, sr=sr, downmix=downmix, min_length=min_length, name=name))
+                continue
+            y, _ = read_audio(item, sr=sr, downmix=downmix)
+            label = str(item)
+        else:
+            label = f"{name}[{i}]"
+            y = check_waveform(item, name=label, downmix=downmix)
+            if sr_in is not None and int(sr_in) != int(sr):
+                y = resample(y, sr_in, sr)
+        if y.size < min_length:
+            raise ValueError(f"{label} has {y.size} samples at {sr} Hz, fewer than one STFT frame ({min_length})")
+        out.append(y)
+    return out
+
+
+class AudioMixin:
+    """Waveform methods shared by the audio estimators.
+
+    Requires parameters ``sr``, ``n_fft``, ``hop_length``, ``spectrum_power``
+    and ``mask_power``, a fitted ``n_features_in_``, and a method
+    ``_decompose(V) -> (speech_model, noise_model)`` on frames.
+    """
+
+    def _n_bins(self):
+        return self.n_fft // 2 + 1
+
+    def _check_audio_params(self):
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft})")
+
+    def _recordings(self, source, sr=None, downmix=False, name="recordings"):
+        self._check_audio_params()
+        return load_recordings_list(source, sr=self.sr, sr_in=sr, downmix=downmix, min_length=self.n_fft, name=name)
+
+    def _spectrum(self, y):
+        """Complex STFT (n_frames, n_bins) and non-negative frames |S|**spectrum_power."""
+        S = stft(y, n_fft=self.n_fft, hop_length=self.hop_length)
+        V = np.abs(S)
+        if self.spectrum_power != 1:
+            V **= self.spectrum_power
+        return S, V
+
+    def _frames_from_recordings(self, recordings):
+        """Stack the frames of several recordings: (sum of n_frames, n_bins), float32."""
+        return np.ascontiguousarray(np.vstack([self._spectrum(y)[1] for y in recordings]), dtype=np.float32)
+
+    def _check_waveform_model(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        if self.n_features_in_ != self._n_bins():
+            raise ValueError(
+                f"{type(self).__name__} was fitted on frames of {self.n_features_in_} bins, but denoising "
+                f"with n_fft={self.n_fft} needs {self._n_bins()}: fit it on audio (or on STFT frames of that size)"
+            )
+
+    def separate(self, x, *, sr=None, downmix=False):
+        """Split a noisy waveform into speech and noise estimates.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples,)
+            Noisy audio; integer PCM is scaled to [-1, 1).
+        sr : int or None
+            Rate of ``x``; None means the model's ``sr``. Other rates are
+            resampled to the model's and the outputs back to ``sr``.
+        downmix : bool, default=False
+            Average the channels of multichannel input (refused otherwise).
+
+        Returns
+        -------
+        speech, noise : ndarray of shape (n_samples,)
+            float32, same length and rate as ``x``; ``speech + noise`` equals
+            ``x`` up to STFT round-off (the masks sum to one).
+        """
+        self._check_waveform_model()
+        y = check_waveform(x, name="x", downmix=downmix)
+        rate = self.sr if sr is None else int(sr)
+        y_model = resample(y, rate, self.sr)
+        if y_model.size < self.n_fft:
+            raise ValueError(
+                f"x has {y_model.size} samples at {self.sr} Hz, fewer than one STFT frame (n_fft={self.n_fft})"
+            )
+        if not np.any(y_model):
+            zeros = np.zeros_like(y)
+            return zeros, zeros.copy()
+        S, V = self._spectrum(y_model)
+        speech_model, noise_model = self._decompose(V)
+        mask = ratio_mask(speech_model, noise_model, power=self.mask_power)
+        kw = dict(n_fft=self.n_fft, hop_length=self.hop_length, length=y_model.size)
+        speech = istft(S * mask, **kw)
+        noise = istft(S * (1 - mask), **kw)
+        out = []
+        for part in (speech, noise):
+            part = resample(part.astype(np.float32, copy=False), self.sr, rate)
+            part = np.pad(part[: y.size], (0, max(0, y.size - part.size)))
+            out.append(part.astype(np.float32, copy=False))
+        return out[0], out[1]
+
+    def denoise(self, x, *, sr=None, downmix=False):
+        """Enhance a noisy waveform.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples,)
+        sr : int or None
+            Rate of ``x``; None means the model's ``sr``.
+        downmix : bool, default=False
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The enhanced waveform, float32, same length and rate as ``x``.
+            Silent input gives silent output.
+        """
+        return self.separate(x, sr=sr, downmix=downmix)[0]
