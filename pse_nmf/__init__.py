@@ -31,6 +31,7 @@ from ._data import (
 from ._metrics import estoi, evaluate, pesq, sdr, si_sdr, stoi
 from ._nmf import BetaNMF, beta_divergence, non_negative_factorization
 from ._persistence import ModelFileError, load_model
+from ._plot import plot_activations, plot_dictionary, plot_spectrograms
 from ._semi import SemiSupervisedNMF
 from ._version import __version__
 
@@ -66,5 +67,8 @@ __all__ = [
     "PersonalizationTask",
     "TestMixture",
     "datasets",
+    "plot_spectrograms",
+    "plot_dictionary",
+    "plot_activations",
     "__version__",
 ]

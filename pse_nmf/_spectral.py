@@ -28,6 +28,10 @@ def is_recordings(X):
     1-D ndarray. Anything else (a 2-D array, a list of lists of numbers) is
     a matrix of frames (n_frames, n_bins).
     """
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):  # frames; dok_matrix is also a dict, so test it before Mapping
+        return False
     if isinstance(X, (str, os.PathLike, Mapping)):
         return True
     if isinstance(X, np.ndarray):

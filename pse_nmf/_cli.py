@@ -1,0 +1,473 @@
+"""Command line interface: ``pse-nmf fit | denoise | evaluate | demo``.
+
+``main(argv)`` returns the exit status instead of exiting, so it can be
+called in-process (tests, notebooks): 0 on success, 1 on an error with a
+one-line ``pse-nmf: error: ...`` message on stderr (bad audio, missing or
+damaged files, refused overwrites), 2 on a usage error (argparse's
+convention). The ``pse-nmf`` console script and ``python -m pse_nmf`` exit
+with that status.
+
+Files are never half-written: audio and models are written to a temporary
+file beside the target and moved into place. ``denoise`` never replaces an
+input file, even with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
+from ._persistence import ModelFileError, load_model
+from ._semi import SemiSupervisedNMF
+from ._spectral import load_recordings_list
+from ._version import __version__
+
+__all__ = ["main", "MODELS"]
+
+PROG = "pse-nmf"
+
+#: ``pse-nmf fit --model NAME`` -> estimator class. A new model is one line here.
+MODELS = {
+    "semi": SemiSupervisedNMF,
+}
+
+# fit's options -> the estimator parameter each one sets (when given).
+_FIT_OPTIONS = {
+    "sr": "sr",
+    "n_components": "n_components",
+    "sparsity": "sparsity",
+    "max_iter": "max_iter",
+    "seed": "random_state",
+    "known": "known",
+}
+
+_EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi")
+_EVAL_DEFAULT = "si_sdr,pesq,estoi"
+_EVAL_SR = 16000
+
+
+class _CommandError(Exception):
+    """A usage error found after parsing (exit status 2)."""
+
+
+# -- argument types --------------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _setting(text):
+    """``NAME=VALUE``; VALUE is read as JSON (numbers, true/false/null, lists), else kept as text."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name, value
+
+
+def _metric_list(text):
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in _EVAL_METRICS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric(s) {unknown or [text]}; choose from {', '.join(_EVAL_METRICS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def _build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Personalized speech enhancement with NMF: fit a small model to one speaker's clean "
+        "speech, then denoise that speaker's noisy recordings.",
+        epilog="examples:\n"
+        "  pse-nmf fit -o alice.npz recordings/alice/\n"
+        "  pse-nmf denoise -m alice.npz call1.wav call2.wav -o enhanced/\n"
+        "  pse-nmf evaluate enhanced/call1_enhanced.wav --reference clean/call1.wav --mixture call1.wav\n"
+        "  pse-nmf demo --out-dir demo_output",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("fit", help="fit a personal model on clean recordings and save it",
+                       description="Fit a model on clean recordings of one speaker (or, with --known noise, "
+                       "of the noise) and save it as a .npz model file.")
+    p.add_argument("speech", nargs="+", metavar="SPEECH",
+                   help="clean audio files and/or folders (searched recursively)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("--model", choices=sorted(MODELS), default="semi", help="model kind (default: semi)")
+    p.add_argument("--known", choices=("speech", "noise"), default=None,
+                   help="what the recordings hold (default: speech); 'noise' learns a noise model instead")
+    p.add_argument("--sr", type=_positive_int, default=None, help="model sample rate in Hz (default 16000)")
+    p.add_argument("--n-components", type=_positive_int, default=None, metavar="N",
+                   help="dictionary atoms learned from the recordings")
+    p.add_argument("--sparsity", type=_non_negative_float, default=None, metavar="S",
+                   help="L1 weight on the activations")
+    p.add_argument("--max-iter", type=_positive_int, default=None, metavar="N", help="fitting iterations")
+    p.add_argument("--seed", type=_non_negative_int, default=None, metavar="N", help="random seed")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any other model parameter, e.g. --set n_test_components=32 (repeatable)")
+    p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(handler=_cmd_fit)
+
+    p = sub.add_parser("denoise", help="enhance noisy recordings with a fitted model",
+                       description="Enhance noisy files. Each output keeps its input's sample rate, length and "
+                       "sample format. Inputs are never overwritten, even with --overwrite.")
+    p.add_argument("noisy", nargs="+", metavar="NOISY", help="noisy audio files")
+    p.add_argument("-m", "--model", required=True, metavar="MODEL.npz", help="model file from 'pse-nmf fit'")
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="output file (one input, with an audio extension) or folder (created if missing); "
+                   "default: beside each input, with the suffix")
+    p.add_argument("--suffix", default="_enhanced",
+                   help="added to each input's name to name its output (default: _enhanced)")
+    p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.set_defaults(handler=_cmd_denoise)
+
+    p = sub.add_parser("evaluate", help="score enhanced files against clean references",
+                       description="Score enhanced files against clean references (pairs in order). Files "
+                       f"are resampled to {_EVAL_SR // 1000} kHz; each pair must have the same duration.")
+    p.add_argument("enhanced", nargs="+", metavar="ENHANCED", help="enhanced audio files")
+    p.add_argument("--reference", nargs="+", required=True, metavar="CLEAN",
+                   help="clean reference files, one per ENHANCED")
+    p.add_argument("--mixture", nargs="+", default=None, metavar="NOISY",
+                   help="the noisy inputs, one per ENHANCED, to report the improvement")
+    p.add_argument("--metrics", type=_metric_list, default=_metric_list(_EVAL_DEFAULT),
+                   help=f"comma-separated, from {','.join(_EVAL_METRICS)} (default: {_EVAL_DEFAULT})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("demo", help="run the demonstration on the embedded example data",
+                       description="Fit a model to one example speaker, denoise a held-out noisy utterance, "
+                       "and write the audio, a spectrogram figure and the model.")
+    p.add_argument("--out-dir", default="demo_output", metavar="DIR", help="output folder (default: demo_output)")
+    p.add_argument("--snr", type=_finite_float, default=0.0, metavar="DB", help="SNR of the mixture (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--speaker", default=None, help="example speaker id (default: the first)")
+    p.add_argument("--noise", default=None, metavar="TYPE", help="example noise type (default: street_tram_bus)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+# -- fit -------------------------------------------------------------------------------------------
+def _model_params(cls, args):
+    valid = cls().get_params(deep=False)
+    params = {}
+    for option, param in _FIT_OPTIONS.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if param not in valid:
+            flag = "--" + option.replace("_", "-")
+            raise _CommandError(f"{flag} does not apply to --model {args.model} ({cls.__name__})")
+        params[param] = value
+    for name, value in args.settings:
+        if name not in valid:
+            raise _CommandError(
+                f"--set {name}: {cls.__name__} has no parameter {name!r}; it has {', '.join(sorted(valid))}"
+            )
+        if name in params:
+            raise _CommandError(f"--set {name} repeats a value given by another option")
+        params[name] = value
+    return params
+
+
+def _cmd_fit(args):
+    cls = MODELS[args.model]
+    model = cls(**_model_params(cls, args))
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
+    _atomic_target(out, args.overwrite)  # fail before the work, not after
+    for source in args.speech:
+        if Path(source).is_file() and _same_file(Path(source), out):
+            raise ValueError(f"-o {str(out)!r} is one of the training files")
+    known = getattr(model, "known", "speech")
+    recordings = load_recordings_list(args.speech, sr=model.sr, downmix=args.downmix, min_length=model.n_fft,
+                                      name=f"{known} recordings")
+    seconds = sum(r.size for r in recordings) / model.sr
+    t0 = time.perf_counter()
+    model.fit(recordings)
+    elapsed = time.perf_counter() - t0
+    model.save(out, overwrite=args.overwrite)
+    atoms = getattr(model, "components_", None)
+    size = f" ({atoms.shape[0]} atoms)" if atoms is not None else ""
+    print(f"fitted {cls.__name__}{size} on {len(recordings)} recording(s), {seconds:.1f} s of {known}, "
+          f"in {elapsed:.1f} s -> {out}")
+    return 0
+
+
+# -- denoise ---------------------------------------------------------------------------------------
+def _same_file(a, b):
+    """True if paths ``a`` and ``b`` name the same file (links and symlinks included)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except OSError:
+        pass
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _writable_ext(ext):
+    import soundfile as sf
+
+    return ext.startswith(".") and ext[1:].upper() in sf.available_formats()
+
+
+def _plan_outputs(inputs, output, suffix):
+    """Output path for each input, and the folder to create (or None)."""
+
+    def name_for(inp):
+        ext = inp.suffix if _writable_ext(inp.suffix) else ".wav"
+        return f"{inp.stem}{suffix}{ext}"
+
+    if output is None:
+        return [inp.with_name(name_for(inp)) for inp in inputs], None
+    out = Path(output)
+    # A folder: an existing one, a trailing slash, several inputs, or a new path without an extension.
+    as_folder = (out.is_dir() or output.endswith(("/", os.sep)) or len(inputs) > 1
+                 or (not out.exists() and not out.suffix))
+    if not as_folder:
+        if not _writable_ext(out.suffix):
+            raise ValueError(f"-o {output!r}: cannot write audio of type {out.suffix or '(no extension)'!r}; "
+                             "use e.g. .wav or .flac")
+        return [out], None
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {output!r} is a file, but {len(inputs)} inputs need an output folder")
+    return [out / name_for(inp) for inp in inputs], (None if out.is_dir() else out)
+
+
+def _cmd_denoise(args):
+    inputs = [Path(p) for p in args.noisy]
+    for inp in inputs:
+        if inp.is_dir():
+            raise ValueError(f"{str(inp)!r} is a folder; pass the files (e.g. {str(inp / '*.wav')!r})")
+        if not inp.is_file():
+            raise FileNotFoundError(f"no audio file at {str(inp)!r}")
+    if "/" in args.suffix or os.sep in args.suffix:
+        raise ValueError(f"--suffix {args.suffix!r} contains a path separator; use -o for another folder")
+    outputs, new_folder = _plan_outputs(inputs, args.output, args.suffix)
+    model_path = Path(args.model)
+    protected = inputs + [model_path]
+    for out in outputs:
+        for other in protected:
+            if _same_file(out, other):
+                kind = "the model file" if other is model_path else "an input file"
+                raise ValueError(
+                    f"output {str(out)!r} is {kind} ({str(other)!r}); pse-nmf never overwrites it, even with "
+                    "--overwrite: choose another -o or --suffix"
+                )
+    resolved = [out.resolve() for out in outputs]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError("several inputs would be written to the same output (same file names?); "
+                         "write them to separate folders")
+    if not args.overwrite:
+        existing = [str(out) for out in outputs if out.exists()]
+        if existing:
+            raise FileExistsError(f"output(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
+    model = load_model(model_path)
+    if not hasattr(model, "denoise"):
+        raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    if new_folder is not None:
+        new_folder.mkdir(parents=True, exist_ok=True)
+
+    import soundfile as sf
+
+    for inp, out in zip(inputs, outputs):
+        noisy, sr = read_audio(inp, sr=None, downmix=args.downmix)
+        t0 = time.perf_counter()
+        enhanced = model.denoise(noisy, sr=sr)
+        elapsed = time.perf_counter() - t0
+        subtype = sf.info(str(inp)).subtype
+        fmt = out.suffix[1:].upper()
+        if not sf.check_format(fmt, subtype):
+            subtype = None  # the output format's default
+        write_audio(out, enhanced, sr, subtype=subtype, overwrite=args.overwrite)
+        print(f"{inp} -> {out}  ({noisy.size / sr:.1f} s at {sr} Hz, {elapsed:.2f} s)", flush=True)
+    return 0
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+def _read_for_eval(path, downmix):
+    y, _ = read_audio(path, sr=_EVAL_SR, downmix=downmix, dtype=np.float64)
+    native_sr = _native_rate(path)
+    return y, native_sr
+
+
+def _native_rate(path):
+    import soundfile as sf
+
+    return int(sf.info(str(path)).samplerate)
+
+
+def _align(signals):
+    """Check that the signals of one row have one length; trim resampling round-off (a sample or two)."""
+    lengths = {label: y.size for label, (y, _, _) in signals.items()}
+    rates = {sr for (_, sr, _) in signals.values()}
+    shortest = min(lengths.values())
+    if max(lengths.values()) != shortest:
+        # Files at different rates can land a sample apart after resampling; more is a real mismatch.
+        if len(rates) == 1 or max(lengths.values()) - shortest > 2:
+            detail = ", ".join(
+                f"{label} {str(path)!r}: {y.size / _EVAL_SR:.3f} s" for label, (y, _, path) in signals.items()
+            )
+            raise ValueError(f"files differ in length ({detail}); each enhanced file must be aligned with, "
+                             "and as long as, its reference")
+    return {label: y[:shortest] for label, (y, _, _) in signals.items()}
+
+
+def _cmd_evaluate(args):
+    from ._metrics import evaluate
+
+    n = len(args.enhanced)
+    if len(args.reference) != n:
+        raise _CommandError(f"{n} ENHANCED file(s) but {len(args.reference)} --reference file(s); give one "
+                            "reference per enhanced file, in the same order")
+    if args.mixture is not None and len(args.mixture) != n:
+        raise _CommandError(f"{n} ENHANCED file(s) but {len(args.mixture)} --mixture file(s)")
+    mixtures = args.mixture if args.mixture is not None else [None] * n
+    records = []
+    for enh, ref, mix in zip(args.enhanced, args.reference, mixtures):
+        signals = {"enhanced": (*_read_for_eval(enh, args.downmix), enh),
+                   "reference": (*_read_for_eval(ref, args.downmix), ref)}
+        if mix is not None:
+            signals["mixture"] = (*_read_for_eval(mix, args.downmix), mix)
+        aligned = _align(signals)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
+            scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
+                              sr=_EVAL_SR, metrics=args.metrics)
+        records.append({"enhanced": str(enh), "reference": str(ref), "mixture": None if mix is None else str(mix),
+                        **scores})
+    columns = []
+    for m in args.metrics:
+        columns += [f"{m}_mixture", m, f"{m}_i"] if args.mixture is not None else [m]
+    if args.json:
+        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                 for r in records]
+        print(json.dumps(clean, indent=2))
+    else:
+        print(_table(records, columns))
+    return 0
+
+
+def _table(records, columns):
+    rows = [["file"] + columns]
+    for r in records:
+        rows.append([r["enhanced"]] + [f"{r[c]:.3f}" for c in columns])
+    if len(records) > 1:
+        means = []
+        for c in columns:
+            values = np.array([r[c] for r in records], dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            means.append(f"{finite.mean():.3f}" if finite.size else "nan")
+        rows.append([f"mean of {len(records)}"] + means)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
+
+
+# -- demo ------------------------------------------------------------------------------------------
+def _cmd_demo(args):
+    from ._demo import run_demo
+
+    run_demo(args.out_dir, speaker=args.speaker, noise_type=args.noise, snr_db=args.snr, random_state=args.seed,
+             overwrite=args.overwrite, verbose=True)
+    return 0
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the command line interface.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        Arguments without the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 1 on an error (message on stderr), 2 on a usage error.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: choose a command: fit, denoise, evaluate or demo", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # restored by catch_warnings
+        try:
+            return int(args.handler(args))
+        except _CommandError as exc:
+            print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except (ValueError, ModelFileError, FileNotFoundError, FileExistsError, OSError) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
