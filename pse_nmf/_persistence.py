@@ -151,9 +151,13 @@ def _read_archive(path):
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
     with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"PK\x03\x04":
-        raise ModelFileError(f"{str(path)!r} is not a pse_nmf model file (not an npz archive)")
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise ModelFileError(f"{str(path)!r} is a single .npy array, not a pse_nmf model file")
+    if magic[:4] != b"PK\x03\x04":
+        # checked before numpy sees it: np.load's own message for such files suggests
+        # allow_pickle, which is not an option for model files
+        raise ModelFileError(f"{str(path)!r} is not a readable pse_nmf model file (not an npz archive)")
     try:
         npz = np.load(path, allow_pickle=False)
         # a plain .npy file loads as an ndarray (no context manager): refuse it before the `with`
