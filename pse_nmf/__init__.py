@@ -33,6 +33,10 @@ from ._nmf import BetaNMF, beta_divergence, non_negative_factorization
 from ._persistence import ModelFileError, load_model
 from ._plot import plot_activations, plot_dictionary, plot_spectrograms
 from ._semi import SemiSupervisedNMF
+from ._usm import USM, plot_block_usage
+from ._mld import MLD
+from ._exemplar import ExemplarNMF
+from ._online import OnlineNMF
 from ._version import __version__
 
 load = load_model
@@ -40,6 +44,11 @@ load = load_model
 __all__ = [
     "BetaNMF",
     "SemiSupervisedNMF",
+    "USM",
+    "MLD",
+    "ExemplarNMF",
+    "OnlineNMF",
+    "plot_block_usage",
     "non_negative_factorization",
     "beta_divergence",
     "load",

@@ -27,7 +27,11 @@ import numpy as np
 
 from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
 from ._persistence import ModelFileError, load_model
+from ._exemplar import ExemplarNMF
+from ._mld import MLD
+from ._online import OnlineNMF
 from ._semi import SemiSupervisedNMF
+from ._usm import USM
 from ._spectral import load_recordings_list
 from ._version import __version__
 
@@ -38,7 +42,14 @@ PROG = "pse-nmf"
 #: ``pse-nmf fit --model NAME`` -> estimator class. A new model is one line here.
 MODELS = {
     "semi": SemiSupervisedNMF,
+    "usm": USM,
+    "mld": MLD,
+    "exemplar": ExemplarNMF,
+    "online": OnlineNMF,
 }
+
+#: models fitted on several speakers: their inputs are speaker folders, one block each
+_BY_SPEAKER = (USM,)
 
 # fit's options -> the estimator parameter each one sets (when given).
 _FIT_OPTIONS = {
@@ -170,6 +181,11 @@ def _build_parser():
                    help="added to each input's name to name its output (default: _enhanced)")
     p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--stream", action="store_true",
+                   help="block-wise, constant-memory denoising with OnlineNMF (the noise model follows the "
+                   "noise over time); any fitted speech model serves as its speech dictionary")
+    p.add_argument("--block-size", type=_positive_int, default=65536, metavar="N",
+                   help="samples read per block with --stream (default: 65536; does not change the result)")
     p.set_defaults(handler=_cmd_denoise)
 
     p = sub.add_parser("evaluate", help="score enhanced files against clean references",
@@ -233,17 +249,32 @@ def _cmd_fit(args):
         if Path(source).is_file() and _same_file(Path(source), out):
             raise ValueError(f"-o {str(out)!r} is one of the training files")
     known = getattr(model, "known", "speech")
-    recordings = load_recordings_list(args.speech, sr=model.sr, downmix=args.downmix, min_length=model.n_fft,
-                                      name=f"{known} recordings")
-    seconds = sum(r.size for r in recordings) / model.sr
-    t0 = time.perf_counter()
-    model.fit(recordings)
-    elapsed = time.perf_counter() - t0
+    if isinstance(model, _BY_SPEAKER):
+        # one folder of speaker folders, or several folders: one speaker each
+        folders = [Path(s) for s in args.speech]
+        if not all(f.is_dir() for f in folders):
+            raise ValueError(f"--model {args.model} is fitted on speaker folders; give a folder of speaker "
+                             "folders, or one folder per speaker")
+        speakers = folders[0] if len(folders) == 1 else {f.name: f for f in folders}
+        t0 = time.perf_counter()
+        model.fit(speakers, downmix=args.downmix)
+        elapsed = time.perf_counter() - t0
+        n_rec = len(getattr(model, "speakers_", []))
+        seconds = float("nan")
+        recordings = [None] * n_rec
+    else:
+        recordings = load_recordings_list(args.speech, sr=model.sr, downmix=args.downmix, min_length=model.n_fft,
+                                          name=f"{known} recordings")
+        seconds = sum(r.size for r in recordings) / model.sr
+        t0 = time.perf_counter()
+        model.fit(recordings)
+        elapsed = time.perf_counter() - t0
     model.save(out, overwrite=args.overwrite)
     atoms = getattr(model, "components_", None)
     size = f" ({atoms.shape[0]} atoms)" if atoms is not None else ""
-    print(f"fitted {cls.__name__}{size} on {len(recordings)} recording(s), {seconds:.1f} s of {known}, "
-          f"in {elapsed:.1f} s -> {out}")
+    what = (f"{len(recordings)} speaker(s)" if isinstance(model, _BY_SPEAKER)
+            else f"{len(recordings)} recording(s), {seconds:.1f} s of {known}")
+    print(f"fitted {cls.__name__}{size} on {what}, in {elapsed:.1f} s -> {out}")
     return 0
 
 
@@ -323,6 +354,8 @@ def _cmd_denoise(args):
         raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
+    if args.stream:
+        return _denoise_streaming(model, inputs, outputs, args)
 
     import soundfile as sf
 
@@ -337,6 +370,19 @@ def _cmd_denoise(args):
             subtype = None  # the output format's default
         write_audio(out, enhanced, sr, subtype=subtype, overwrite=args.overwrite)
         print(f"{inp} -> {out}  ({noisy.size / sr:.1f} s at {sr} Hz, {elapsed:.2f} s)", flush=True)
+    return 0
+
+
+def _denoise_streaming(model, inputs, outputs, args):
+    if not isinstance(model, OnlineNMF):
+        if getattr(model, "known", "speech") != "speech" or not hasattr(model, "components_"):
+            raise ModelFileError(f"{type(model).__name__} has no speech dictionary for --stream")
+        model = OnlineNMF(speech_model=model, sr=model.sr, n_fft=model.n_fft, hop_length=model.hop_length,
+                          spectrum_power=getattr(model, "spectrum_power", 1.0), random_state=0).fit()
+    for inp, out in zip(inputs, outputs):
+        t0 = time.perf_counter()
+        model.denoise_file(inp, out, block_size=args.block_size, overwrite=args.overwrite, downmix=args.downmix)
+        print(f"{inp} -> {out}  (streamed, {time.perf_counter() - t0:.2f} s)", flush=True)
     return 0
 
 

@@ -97,7 +97,29 @@ def test_python_m_exits_with_main_status():
 
 
 def test_models_registry():
-    assert MODELS["semi"] is SemiSupervisedNMF
+    from pse_nmf import MLD, USM, ExemplarNMF, OnlineNMF
+
+    assert MODELS == {"semi": SemiSupervisedNMF, "usm": USM, "mld": MLD, "exemplar": ExemplarNMF,
+                      "online": OnlineNMF}
+
+
+def test_fit_usm_on_a_folder_of_speaker_folders(example, tmp_path, capsys):
+    from pse_nmf import USM
+
+    for speaker in sorted(example.speech)[:2]:
+        (tmp_path / "speakers" / speaker).mkdir(parents=True)
+        sf.write(tmp_path / "speakers" / speaker / "u0.wav", example.speech[speaker][0], SR)
+    out = tmp_path / "usm.npz"
+    assert main(["fit", "--model", "usm", "-o", str(out), "--max-iter", "10", "--seed", "0",
+                 "--set", "n_components_per_speaker=3", str(tmp_path / "speakers")]) == 0
+    model = load_model(out, expected=USM)
+    assert model.speakers_ == sorted(example.speech)[:2]
+    assert model.components_.shape == (6, 513)
+
+
+def test_fit_usm_refuses_files(audio, tmp_path, capsys):
+    assert main(["fit", "--model", "usm", "-o", str(tmp_path / "m.npz"), str(audio / "clean.wav")]) == 1
+    assert "speaker folders" in capsys.readouterr().err
 
 
 # -- fit -------------------------------------------------------------------------------------------
@@ -185,6 +207,22 @@ def test_denoise_keeps_other_rate_length_and_format(model_file, audio, tmp_path,
     assert (info.samplerate, info.frames, info.subtype) == (22050, y22.size, "FLOAT")
     enhanced, _ = sf.read(out, dtype="float32")
     assert not np.allclose(enhanced, y22, atol=1e-3)
+
+
+def test_denoise_stream_matches_online_nmf_and_keeps_the_input(model_file, noisy, tmp_path, capsys):
+    from pse_nmf import OnlineNMF
+
+    before = noisy.read_bytes()
+    out = tmp_path / "streamed.wav"
+    assert main(["denoise", "--stream", "--block-size", "3000", "-m", str(model_file), str(noisy),
+                 "-o", str(out)]) == 0
+    assert noisy.read_bytes() == before
+    y, sr = read_audio(noisy, sr=None)
+    got, got_sr = sf.read(out, dtype="float32")
+    assert (got_sr, got.size) == (sr, y.size)
+    speech_model = load_model(model_file)
+    expected = OnlineNMF(speech_model=speech_model, random_state=0).fit().denoise(y, sr=sr)
+    np.testing.assert_allclose(got, expected, atol=2.0 / 32768)  # 16-bit output
 
 
 def test_denoise_several_inputs_into_a_new_folder(model_file, audio, noisy, tmp_path, capsys):

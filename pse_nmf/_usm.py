@@ -1,0 +1,633 @@
+"""Universal speech model: one dictionary block per training speaker, block-sparse at test time.
+
+Also home of the shared base of the speaker-aware dictionary estimators
+(:class:`USM`, :class:`~pse_nmf.MLD`, :class:`~pse_nmf.ExemplarNMF`): a fixed
+speech dictionary, noise atoms learned on the input, a penalty object on the
+activations, all through the one update loop :func:`pse_nmf._nmf._factorize`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from . import _kernels as K
+from ._audio import check_waveform, ratio_mask, resample
+from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged
+from ._penalties import BlockPenalty
+from ._persistence import ModelFileError, ModelIOMixin, register_estimator
+from ._spectral import AudioMixin, is_recordings
+
+__all__ = ["USM", "plot_block_usage"]
+
+_BETA = [Interval(numbers.Real, None, None, closed="neither"),
+         StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})]
+
+# constraints shared by the three estimators
+_COMMON_CONSTRAINTS = {
+    "n_noise_components": [Interval(numbers.Integral, 1, None, closed="left")],
+    "beta": _BETA,
+    "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+    "noise_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+    "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
+    "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "sr": [Interval(numbers.Integral, 1, None, closed="left")],
+    "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
+    "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+    "n_threads": [numbers.Integral, None],
+    "verbose": ["verbose"],
+}
+
+
+def _is_audio(X):
+    """Recordings rather than frames (sparse matrices, even dict-like ones, are frames)."""
+    from scipy.sparse import issparse
+
+    return not issparse(X) and is_recordings(X)
+
+
+def _is_speaker_lists(X):
+    """A list/tuple of per-speaker lists of recordings (not a list of frames)."""
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    first = X[0]
+    if not isinstance(first, (list, tuple)) or len(first) == 0:
+        return isinstance(first, (list, tuple))  # an empty speaker list: let the loader report it
+    return isinstance(first[0], (str, os.PathLike)) or (isinstance(first[0], np.ndarray) and first[0].ndim == 1)
+
+
+class _SpeechDictionaryEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimator):
+    """Fixed speech atoms ``components_`` + ``n_noise_components`` atoms learned per input.
+
+    Subclasses fit ``components_`` and may return a penalty object from
+    ``_speech_penalty(n_components_total)``; ``None`` means the plain L1
+    ``sparsity`` of :class:`~pse_nmf.SemiSupervisedNMF` (exactly its code path).
+    """
+
+    _fitted_arrays = ("components_",)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- input handling --------------------------------------------------------------------------
+    def _validate_frames(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        check_non_negative(X, f"{type(self).__name__} (input X)")
+        return X
+
+    def _waveform_frames(self, x, sr=None, downmix=False):
+        """Non-negative frames (n_frames, n_bins) of a waveform at the model's rate."""
+        self._check_waveform_model()
+        y = check_waveform(x, name="x", downmix=downmix)
+        y = resample(y, self.sr if sr is None else int(sr), self.sr)
+        if y.size < self.n_fft:
+            raise ValueError(f"x has {y.size} samples at {self.sr} Hz, fewer than one STFT frame (n_fft={self.n_fft})")
+        return self._spectrum(y)[1]
+
+    def _frames_or_waveform(self, x, sr=None, downmix=False):
+        if isinstance(x, np.ndarray) and x.ndim == 2:
+            check_is_fitted(self)
+            return self._validate_frames(x, reset=False)
+        return self._waveform_frames(x, sr=sr, downmix=downmix)
+
+    def _fit_block(self, V, n_atoms, rng, name):
+        """Plain (sparse) KL-NMF of one training set of frames: (n_atoms, n_bins) atoms."""
+        if not np.any(V):
+            raise ValueError(f"the recordings of {name} are silent (all zeros): nothing to learn from")
+        D = _init_atoms(n_atoms, V.shape[1], V.dtype, rng)
+        with K.thread_limit(self.n_threads):
+            _, D, n_iter, _, converged = _factorize(
+                V, D, free=None, beta=_beta_value(self.beta), sparsity=self.sparsity, max_iter=self.max_iter,
+                tol=self.tol, rng=rng, verbose=self.verbose,
+            )
+        return D, int(n_iter), bool(converged)
+
+    # -- test time --------------------------------------------------------------------------------
+    def _speech_penalty(self, n_components, groups, l1):
+        return None
+
+    def _init_noise_atoms(self, V, rng):
+        """SemiSupervisedNMF's start for the test-time atoms (its code, so that the estimators agree)."""
+        from ._semi import SemiSupervisedNMF
+
+        return SemiSupervisedNMF(n_test_components=self.n_noise_components, known="speech")._init_test_atoms(V, rng)
+
+    def _activations(self, V, D_known=None, groups=None, noise_init=None, rng=None):
+        """Factorize ``V`` on [known atoms; learned noise atoms].
+
+        Returns
+        -------
+        A : ndarray of shape (n_frames, n_known + n_noise_components)
+        D : ndarray of shape (n_known + n_noise_components, n_bins)
+        n_known : int
+        """
+        if D_known is None:
+            D_known = self.components_
+        D_known = np.asarray(D_known).astype(V.dtype, copy=False)
+        if rng is None:
+            rng = check_random_state(self.random_state)
+        noise = self._init_noise_atoms(V, rng) if noise_init is None else noise_init
+        D = np.vstack([D_known, noise.astype(V.dtype, copy=False)])
+        free = np.arange(D.shape[0]) >= D_known.shape[0]
+        l1 = np.where(free, self.noise_sparsity, self.sparsity).astype(V.dtype)
+        penalty = self._speech_penalty(D.shape[0], groups, l1)
+        with K.thread_limit(self.n_threads):
+            A, D, _, _, _ = _factorize(
+                V, D, free=free, beta=_beta_value(self.beta), sparsity=l1, max_iter=self.test_max_iter,
+                tol=self.tol, rng=rng, penalty=penalty,
+            )
+        return A, D, D_known.shape[0]
+
+    def _decompose(self, V):
+        """Speech and noise models (each (n_frames, n_bins)) of non-negative frames ``V``."""
+        A, D, k = self._activations(V)
+        return A[:, :k] @ D[:k], A[:, k:] @ D[k:]
+
+    def transform(self, X):
+        """Speech estimate of each frame: ``X`` times the speech mask.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            Noisy frames; the noise atoms (and, for utterance-level block
+            sparsity, the block selection) are fitted on all of ``X`` together.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+        """
+        check_is_fitted(self)
+        X = self._validate_frames(X, reset=False)
+        if not np.any(X):
+            return np.zeros_like(X)
+        speech, noise = self._decompose(X)
+        return X * ratio_mask(speech, noise, power=self.mask_power)
+
+    def get_feature_names_out(self, input_features=None):
+        """Same names as the input features: ``transform`` keeps the bins."""
+        from sklearn.utils.validation import _check_feature_names_in
+
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def _check_components(self, n_expected):
+        D = np.asarray(self.components_)
+        if D.ndim != 2 or D.shape != (n_expected, self.n_features_in_):
+            raise ModelFileError(
+                f"components_ has shape {D.shape}, but the settings say ({n_expected}, {self.n_features_in_})"
+            )
+        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
+            raise ModelFileError("components_ holds negative or non-finite values")
+
+
+@register_estimator
+class USM(_SpeechDictionaryEnhancer):
+    r"""Universal speech model: speaker-independent enhancement with block-sparse speaker dictionaries.
+
+    ``fit`` learns one block of ``n_components_per_speaker`` unit-norm atoms
+    per training speaker (plain, optionally sparse, beta-NMF of that speaker's
+    frames), and stacks them: :math:`D_s = [D_1; \dots; D_G]`. At test time
+    the noisy frames are factorized on :math:`[D_s; D_n]`, with :math:`D_s`
+    fixed and ``n_noise_components`` noise atoms :math:`D_n` learned on the
+    input, and the speech activations carry a block-sparsity penalty so that
+    few speakers' blocks explain the voice:
+
+    .. math::
+
+        \min_{A \ge 0,\, D_n \ge 0}\;
+        D_\beta\!\left(V \,\middle|\, [A_s\; A_n] \begin{bmatrix} D_s \\ D_n \end{bmatrix}\right)
+        + \lambda\, T \sum_{g=1}^{G} \log\!\left(\epsilon + \tfrac{1}{T}\|A_g\|_1\right)
+        + \mu \sum A
+
+    (``block_penalty="log"``; :math:`T` frames, :math:`A_g` the activations of
+    block ``g`` over the whole input). The log penalty is minimised with the
+    majorize-minimize multiplicative update of Sun & Mysore: at each
+    iteration every entry of block ``g`` gets :math:`\lambda / (\epsilon +
+    \|A_g\|_1 / T)` added to the denominator of its update. Scaling
+    :math:`\lambda` and :math:`\epsilon` by :math:`T` (the paper's form is
+    :math:`\lambda' \sum_g \log(\epsilon' + \|H_g\|_1)`) makes one setting
+    serve clips of any length. ``block_penalty="l2"`` is the group lasso
+    :math:`\lambda \sqrt{T} \sum_g \|A_g\|_F`, ``"l1"`` plain L1 on the speech
+    activations (no block selection). :math:`\mu` is ``sparsity``, a plain L1
+    term on the speech activations (also used when fitting the blocks; the
+    noise activations get ``noise_sparsity``). The noise atoms start as
+    :class:`~pse_nmf.SemiSupervisedNMF`'s test-time atoms do. The input is
+    divided by its mean first, so all weights are scale-free.
+
+    The speech estimate is the mixture STFT times
+    :math:`M = S^p / (S^p + N^p)`, :math:`S = A_s D_s`, :math:`N = A_n D_n`.
+
+    Training data: ``fit(speakers)`` with
+
+    * a mapping speaker id -> recordings (1-D arrays or paths),
+    * a list of per-speaker lists of recordings (ids ``"0"``, ``"1"``, ...),
+    * a folder of speaker folders (``<speaker>/<utterance>.flac``), or
+    * scikit-learn style, ``fit(X, y)``: non-negative frames ``X``
+      (n_frames, n_bins) and the speaker label of each frame ``y``.
+
+    :meth:`personalize` adds a block for a new speaker (few-shot) from a few
+    seconds of clean speech, leaving the others untouched;
+    ``active_speakers`` restricts the test-time dictionary to some blocks.
+
+    Parameters
+    ----------
+    n_components_per_speaker : int, default=8
+        Atoms per speaker block.
+    n_noise_components : int, default=16
+        Noise atoms learned on each input at test time.
+    block_penalty : {"log", "l1", "l2"}, default="log"
+    block_sparsity : float, default=1.0
+        :math:`\lambda`, weight of the block penalty (per frame).
+    block_eps : float, default=1.0
+        :math:`\epsilon` of the log penalty, per frame, on the scale of
+        mean-normalised data.
+    active_speakers : list of str or None, default=None
+        Speaker blocks used at test time (None: all).
+    beta : float or str, default=1.0
+        Beta-divergence (1 = KL, on magnitudes).
+    sparsity : float, default=0.1
+        :math:`\mu`: L1 weight on the speech activations, when fitting the
+        blocks and at test time.
+    noise_sparsity : float, default=0.0
+        L1 weight on the noise atoms' activations at test time.
+    spectrum_power : float, default=1.0
+        Frames are ``|STFT| ** spectrum_power``.
+    mask_power : float, default=1.0
+    max_iter : int, default=200
+        Iterations per speaker block when fitting.
+    test_max_iter : int, default=60
+        Iterations at test time.
+    tol : float, default=1e-4
+    sr, n_fft, hop_length : int, default=16000, 1024, 256
+    random_state : int, RandomState instance or None
+    n_threads : int or None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_speakers * n_components_per_speaker, n_bins)
+        The speaker blocks, stacked in the order of ``speakers_``.
+    speakers_ : list of str
+        Speaker id of each block.
+    n_iter_ : int
+        Most iterations any block took.
+    n_features_in_ : int
+
+    See Also
+    --------
+    MLD : many small local dictionaries, selected per frame.
+    SemiSupervisedNMF : a single (personal) speech dictionary.
+
+    References
+    ----------
+    .. [1] D. L. Sun and G. J. Mysore, "Universal speech models for speaker
+       independent single channel source separation", ICASSP 2013.
+       doi:10.1109/ICASSP.2013.6637622
+    .. [2] C. Févotte and J. Idier, "Algorithms for nonnegative matrix
+       factorization with the beta-divergence", Neural Computation, 2011.
+
+    Examples
+    --------
+    >>> from pse_nmf import USM, mix_at_snr
+    >>> from pse_nmf.datasets import load_example
+    >>> data = load_example()
+    >>> train = {spk: utts[:2] for spk, utts in data.speech.items()}
+    >>> model = USM(n_components_per_speaker=4, max_iter=30, random_state=0).fit(train)
+    >>> model.speakers_
+    ['so762_9604', 'so762_9618', 'so762_9626', 'so762_9628']
+    >>> noisy, _ = mix_at_snr(data.speech["so762_9604"][-1], data.noise["dishes"][0], 0, random_state=0)
+    >>> model.denoise(noisy).shape == noisy.shape
+    True
+    >>> model.block_weights(noisy).shape
+    (4,)
+    """
+
+    _parameter_constraints = {
+        **_COMMON_CONSTRAINTS,
+        "n_components_per_speaker": [Interval(numbers.Integral, 1, None, closed="left")],
+        "block_penalty": [StrOptions({"log", "l1", "l2"})],
+        "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+        "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
+        "active_speakers": [list, None],
+    }
+    _fitted_scalars = ("speakers_", "n_iter_", "n_features_in_")
+
+    def __init__(self, n_components_per_speaker=8, *, n_noise_components=16, block_penalty="log", block_sparsity=1.0,
+                 block_eps=1.0, active_speakers=None, beta=1.0, sparsity=0.1, noise_sparsity=0.0, spectrum_power=1.0,
+                 mask_power=1.0, max_iter=200, test_max_iter=60, tol=1e-4, sr=16000, n_fft=1024, hop_length=256,
+                 random_state=None, n_threads=None, verbose=0):
+        self.n_components_per_speaker = n_components_per_speaker
+        self.n_noise_components = n_noise_components
+        self.block_penalty = block_penalty
+        self.block_sparsity = block_sparsity
+        self.block_eps = block_eps
+        self.active_speakers = active_speakers
+        self.beta = beta
+        self.sparsity = sparsity
+        self.noise_sparsity = noise_sparsity
+        self.spectrum_power = spectrum_power
+        self.mask_power = mask_power
+        self.max_iter = max_iter
+        self.test_max_iter = test_max_iter
+        self.tol = tol
+        self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def _speaker_frames(self, X, y, sr, downmix, reset):
+        """Speaker id -> frames (n_frames, n_bins), in a stable order."""
+        if y is not None and _is_audio(X) and not isinstance(X, np.ndarray):
+            raise ValueError("y (per-frame speaker labels) is only used with frames X; recordings carry their speaker")
+        if isinstance(X, (str, os.PathLike)):
+            from ._data import list_recordings
+
+            groups = list_recordings(X)
+        elif isinstance(X, Mapping) and _is_audio(X):
+            groups = dict(X)
+        elif _is_speaker_lists(X):
+            groups = {str(i): items for i, items in enumerate(X)}
+        elif _is_audio(X):
+            raise ValueError(
+                "USM.fit needs the recordings of each speaker: a mapping speaker -> recordings, a list of per-speaker "
+                "lists, or a folder of speaker folders (a flat list of recordings is one speaker)"
+            )
+        else:
+            if y is None:
+                raise ValueError(
+                    "USM requires y to be passed, but the target y is None: on frames, y is the speaker label of "
+                    "each frame"
+                )
+            V = self._validate_frames(X, reset=reset)
+            y = np.asarray(y)
+            if y.ndim != 1:
+                raise ValueError(f"y must be a 1-D array of speaker labels, got shape {y.shape}")
+            if V.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"X has {V.shape[0]} frames but y has {y.shape[0]} labels: give one speaker label per frame"
+                )
+            labels = [str(v) for v in y.tolist()]
+            ids = list(dict.fromkeys(sorted(set(labels))))
+            lab = np.asarray(labels)
+            return {spk: V[lab == spk] for spk in ids}
+        if reset:
+            self._check_audio_params()
+        out = {}
+        for spk, items in groups.items():
+            name = f"speaker {spk!r}"
+            if isinstance(items, (list, tuple)) and len(items) == 0:
+                raise ValueError(f"{name} has no recordings")
+            V = self._frames_from_recordings(self._recordings(items, sr=sr, downmix=downmix, name=name))
+            out[str(spk)] = V
+        if reset:
+            self.n_features_in_ = self._n_bins()
+        return out
+
+    def fit(self, X, y=None, *, sr=None, downmix=False):
+        """Learn one dictionary block per speaker.
+
+        Parameters
+        ----------
+        X : mapping, list of lists, folder, or array-like of shape (n_frames, n_bins)
+            Clean speech of at least two speakers (see the class docstring),
+            or non-negative frames.
+        y : array-like of shape (n_frames,) or None
+            Speaker label of each frame (frames only).
+        sr : int or None
+            Rate of waveforms given as arrays; None means ``self.sr``.
+        downmix : bool, default=False
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        frames = self._speaker_frames(X, y, sr, downmix, reset=True)
+        if len(frames) < 2:
+            raise ValueError(
+                f"a universal speech model needs at least 2 speakers, got {len(frames)} (one class); "
+                "for one speaker use SemiSupervisedNMF or MLD"
+            )
+        rng = check_random_state(self.random_state)
+        blocks, n_iters, all_converged = [], [], True
+        for spk, V in frames.items():
+            D, n_iter, converged = self._fit_block(V, self.n_components_per_speaker, rng, f"speaker {spk!r}")
+            blocks.append(D)
+            n_iters.append(n_iter)
+            all_converged &= converged
+        if not all_converged and self.tol > 0:
+            _warn_not_converged(self.max_iter)
+        self.components_ = np.vstack(blocks)
+        self.speakers_ = list(frames)
+        self.n_iter_ = int(max(n_iters))
+        return self
+
+    def personalize(self, enrollment, speaker_id=None, *, sr=None, downmix=False):
+        """Add a block for a new speaker, leaving the other blocks as they are.
+
+        Parameters
+        ----------
+        enrollment : recordings or array-like of shape (n_frames, n_bins)
+            A few seconds of the speaker's clean speech (a waveform, a list of
+            waveforms or paths, a folder), or frames.
+        speaker_id : str or None
+            Id of the new block; None gives ``"speaker<n>"``. Must be new.
+        sr : int or None
+        downmix : bool, default=False
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if speaker_id is None:
+            speaker_id = f"speaker{len(self.speakers_)}"
+        speaker_id = str(speaker_id)
+        if speaker_id in self.speakers_:
+            raise ValueError(f"speaker {speaker_id!r} already has a block; pick a new speaker_id")
+        name = f"speaker {speaker_id!r}"
+        if _is_audio(enrollment):
+            if isinstance(enrollment, (list, tuple)) and len(enrollment) == 0:
+                raise ValueError(f"{name} has no recordings")
+            V = self._frames_from_recordings(self._recordings(enrollment, sr=sr, downmix=downmix, name=name))
+            if V.shape[1] != self.n_features_in_:
+                raise ValueError(f"the model has {self.n_features_in_} bins, the enrollment audio {V.shape[1]}")
+        else:
+            V = self._validate_frames(enrollment, reset=False)
+        # a fresh generator per speaker: the block depends only on the seed and the enrollment
+        rng = check_random_state(self.random_state)
+        D, _, converged = self._fit_block(V, self.n_components_per_speaker, rng, name)
+        if not converged and self.tol > 0:
+            _warn_not_converged(self.max_iter)
+        self.components_ = np.vstack([np.asarray(self.components_), D.astype(np.asarray(self.components_).dtype)])
+        self.speakers_ = [*self.speakers_, speaker_id]
+        return self
+
+    # -- test time --------------------------------------------------------------------------------
+    def _active_blocks(self):
+        if self.active_speakers is None:
+            return np.arange(len(self.speakers_))
+        unknown = [s for s in self.active_speakers if s not in self.speakers_]
+        if unknown:
+            raise ValueError(f"active_speakers {unknown} are not in the model; known: {self.speakers_}")
+        if not self.active_speakers:
+            raise ValueError("active_speakers is empty: no speech block to use")
+        return np.asarray([self.speakers_.index(s) for s in self.active_speakers])
+
+    def _active_dictionary(self):
+        """(active atoms, block index of each active atom in 0..n_active-1, active block ids)."""
+        blocks = self._active_blocks()
+        k = self.n_components_per_speaker
+        rows = (blocks[:, None] * k + np.arange(k)[None, :]).ravel()
+        return np.asarray(self.components_)[rows], np.repeat(np.arange(blocks.size), k), blocks
+
+    def _speech_penalty(self, n_components, groups, l1):
+        all_groups = np.full(n_components, -1)
+        all_groups[: groups.size] = groups
+        return BlockPenalty(all_groups, self.block_sparsity, kind=self.block_penalty, scope="utterance",
+                            eps=self.block_eps, l1=l1)
+
+    def _activations(self, V, D_known=None, groups=None, noise_init=None, rng=None):
+        D_s, groups, _ = self._active_dictionary()
+        return super()._activations(V, D_s, groups, noise_init, rng)
+
+    def _block_activations(self, x, sr, downmix):
+        """Per-frame L1 mass of each active block, (n_frames, n_active), and the active block indices."""
+        V = self._frames_or_waveform(x, sr=sr, downmix=downmix)
+        _, groups, blocks = self._active_dictionary()
+        per_block = np.zeros((V.shape[0], blocks.size))
+        if np.any(V):
+            A, _, k = self._activations(V)
+            np.add.at(per_block.T, groups, A[:, :k].T.astype(np.float64))
+        return per_block, blocks
+
+    def block_usage(self, x, *, sr=None, downmix=False):
+        """Share of each speaker block in each frame's speech activations.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples,) or (n_frames, n_bins)
+            A noisy waveform (or non-negative frames).
+        sr : int or None
+        downmix : bool, default=False
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_speakers)
+            Rows sum to one (zero rows for frames with no speech activation);
+            columns follow ``speakers_`` (inactive blocks are zero).
+        """
+        per_block, blocks = self._block_activations(x, sr, downmix)
+        usage = np.zeros((per_block.shape[0], len(self.speakers_)))
+        total = per_block.sum(axis=1, keepdims=True)
+        usage[:, blocks] = np.divide(per_block, total, out=np.zeros_like(per_block), where=total > 0)
+        return usage
+
+    def block_weights(self, x, *, sr=None, downmix=False):
+        """Share of each speaker block in the speech activations of a whole input.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples,) or (n_frames, n_bins)
+        sr : int or None
+        downmix : bool, default=False
+
+        Returns
+        -------
+        ndarray of shape (n_speakers,)
+            :math:`\\|A_g\\|_1 / \\sum_h \\|A_h\\|_1` in the order of
+            ``speakers_``; sums to one (all zeros for silent input).
+        """
+        per_block, blocks = self._block_activations(x, sr, downmix)
+        weights = np.zeros(len(self.speakers_))
+        sums = per_block.sum(axis=0)
+        total = sums.sum()
+        if total > 0:
+            weights[blocks] = sums / total
+        return weights
+
+    def _check_loaded(self):
+        if not isinstance(self.speakers_, list) or not all(isinstance(s, str) for s in self.speakers_):
+            raise ModelFileError("speakers_ must be a list of speaker ids (strings)")
+        self._check_components(len(self.speakers_) * self.n_components_per_speaker)
+
+
+def plot_block_usage(model, x, path=None, *, sr=None, top=None):
+    """Plot which speaker blocks a fitted :class:`USM` uses on an input.
+
+    Two panels: the per-frame block usage (speakers x frames, from
+    :meth:`USM.block_usage`) and the utterance-level block weights (from
+    :meth:`USM.block_weights`).
+
+    Parameters
+    ----------
+    model : USM
+        A fitted model.
+    x : array-like of shape (n_samples,) or (n_frames, n_bins)
+    path : str, path-like or None
+        Where to save the figure (format from the suffix); None: do not save.
+    sr : int or None
+        Rate of ``x``.
+    top : int or None
+        Show only the ``top`` most used speakers (None: all).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    per_block, blocks = model._block_activations(x, sr, False)
+    mass = np.zeros((per_block.shape[0], len(model.speakers_)))
+    mass[:, blocks] = per_block
+    frame_total = mass.sum(axis=1, keepdims=True)
+    usage = np.divide(mass, frame_total, out=np.zeros_like(mass), where=frame_total > 0)
+    weights = mass.sum(axis=0)
+    weights = weights / weights.sum() if weights.sum() > 0 else weights
+    order = np.argsort(-weights, kind="stable")
+    if top is not None:
+        order = order[: int(top)]
+    names = [model.speakers_[i] for i in order]
+    fig = Figure(figsize=(10, 1.5 + 0.25 * len(order)))
+    FigureCanvasAgg(fig)
+    ax_u, ax_w = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]}, sharey=True)
+    hop_s = model.hop_length / model.sr
+    extent = (0, usage.shape[0] * hop_s, len(order) - 0.5, -0.5)
+    im = ax_u.imshow(usage[:, order].T, aspect="auto", origin="upper", extent=extent, vmin=0, vmax=1,
+                     cmap="magma", interpolation="nearest")
+    ax_u.set_yticks(np.arange(len(order)))
+    ax_u.set_yticklabels(names, fontsize=7)
+    ax_u.set_xlabel("time (s)")
+    ax_u.set_title("block usage per frame")
+    fig.colorbar(im, ax=ax_u, fraction=0.03, pad=0.01, label="share")
+    ax_w.barh(np.arange(len(order)), weights[order], color="tab:blue")
+    ax_w.set_xlabel("share")
+    ax_w.set_title("block weights")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(Path(path))
+    return fig

@@ -1,0 +1,315 @@
+"""Tests of the universal speech model and the block penalties (pse_nmf.USM, pse_nmf._penalties).
+
+The penalty objects and _solve are internals, reached on purpose: the block-sparse
+objective is checked against a NumPy oracle under the library's one update loop.
+"""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from pse_nmf import ModelFileError, load_model, write_audio
+from pse_nmf._nmf import _solve
+from pse_nmf._penalties import BlockPenalty
+from pse_nmf._usm import USM, plot_block_usage
+from pse_nmf.datasets import load_example
+
+ORDER_REASON = (
+    "transform fits the noise atoms and the utterance-level block selection on all frames together, "
+    "so a frame's output depends on the other frames (as in SemiSupervisedNMF)"
+)
+
+
+def _small_usm(**kw):
+    params = dict(n_components_per_speaker=2, n_noise_components=2, max_iter=5, test_max_iter=5, random_state=0)
+    params.update(kw)
+    return USM(**params)
+
+
+@parametrize_with_checks(
+    [_small_usm()],
+    expected_failed_checks=lambda est: {
+        "check_methods_sample_order_invariance": ORDER_REASON,
+        "check_methods_subset_invariance": ORDER_REASON,
+    },
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# -- penalty oracles ------------------------------------------------------------------------------
+
+def _oracle_value(A, groups, weight, kind, scope, eps, l1):
+    """Slow, loop-based penalty value."""
+    T = A.shape[0]
+    total = float(np.sum(A * l1))
+    blocks = sorted(set(int(g) for g in groups if g >= 0))
+    for g in blocks:
+        cols = [k for k in range(A.shape[1]) if groups[k] == g]
+        rows = [A[:, cols]] if scope == "utterance" else [A[t:t + 1, cols] for t in range(T)]
+        for sub in rows:
+            if kind == "l1":
+                total += weight * sub.sum()
+            elif kind == "log":
+                if scope == "utterance":
+                    total += weight * T * np.log(eps + sub.sum() / T)
+                else:
+                    total += weight * np.log(eps + sub.sum())
+            else:
+                norm = np.sqrt((sub**2).sum())
+                total += weight * (np.sqrt(T) if scope == "utterance" else 1.0) * norm
+    return total
+
+
+@pytest.mark.parametrize("kind", ["log", "l1", "l2"])
+@pytest.mark.parametrize("scope", ["utterance", "frame"])
+def test_block_penalty_value_and_gradient_match_oracle(kind, scope):
+    rng = np.random.default_rng(0)
+    A = rng.uniform(0.1, 2.0, size=(7, 6))
+    groups = np.array([0, 0, 1, 1, 1, -1])
+    pen = BlockPenalty(groups, 0.7, kind=kind, scope=scope, eps=0.3, l1=0.05)
+    assert pen.value(A) == pytest.approx(_oracle_value(A, groups, 0.7, kind, scope, 0.3, 0.05), rel=1e-10)
+    # gradient against central finite differences of the oracle
+    grad = np.broadcast_to(pen.gradient(A), A.shape)
+    h = 1e-6
+    for t, k in [(0, 0), (3, 2), (6, 4), (2, 5)]:
+        Ap, Am = A.copy(), A.copy()
+        Ap[t, k] += h
+        Am[t, k] -= h
+        fd = (_oracle_value(Ap, groups, 0.7, kind, scope, 0.3, 0.05)
+              - _oracle_value(Am, groups, 0.7, kind, scope, 0.3, 0.05)) / (2 * h)
+        assert grad[t, k] == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+def test_block_penalty_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="unknown block penalty 'l0'"):
+        BlockPenalty([0, 1], 1.0, kind="l0")
+    with pytest.raises(ValueError, match="unknown block penalty scope"):
+        BlockPenalty([0, 1], 1.0, scope="song")
+
+
+def _kl(X, Y):
+    Y = np.maximum(Y, np.finfo(X.dtype).eps)
+    return float(np.sum(np.where(X > 0, X * np.log(np.where(X > 0, X, 1) / Y), 0) - X + Y))
+
+
+@pytest.mark.parametrize("kind,scope", [("log", "utterance"), ("log", "frame"), ("l1", "utterance")])
+def test_block_sparse_objective_never_increases(kind, scope):
+    # the MM update of the log penalty (and the plain L1 one) cannot increase the penalised objective
+    rng = np.random.default_rng(1)
+    D = rng.uniform(0, 1, size=(9, 20))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.uniform(0, 1, size=(15, 3)) @ D[:3] + 0.05 * rng.uniform(0, 1, size=(15, 20))
+    A = rng.uniform(0.1, 1, size=(15, 9))
+    groups = np.repeat([0, 1, 2], 3)
+    pen = BlockPenalty(groups, 0.5, kind=kind, scope=scope, eps=0.2)
+    objectives = []
+    for _ in range(40):
+        objectives.append(_kl(X, A @ D) + _oracle_value(A, groups, 0.5, kind, scope, 0.2, 0.0))
+        _solve(X, A, D, beta=1.0, penalty=pen, free=np.zeros(9, bool), max_iter=1, tol=0)
+    objectives = np.array(objectives)
+    assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]))
+    assert objectives[-1] < objectives[0]
+
+
+def test_group_lasso_decreases_objective_overall():
+    rng = np.random.default_rng(2)
+    D = rng.uniform(0, 1, size=(6, 12))
+    X = rng.uniform(0, 1, size=(10, 2)) @ D[:2]
+    A = rng.uniform(0.1, 1, size=(10, 6))
+    groups = np.repeat([0, 1, 2], 2)
+    pen = BlockPenalty(groups, 0.3, kind="l2")
+    before = _kl(X, A @ D) + _oracle_value(A, groups, 0.3, "l2", "utterance", 1.0, 0.0)
+    _, final, _ = _solve(X, A, D, beta=1.0, penalty=pen, free=np.zeros(6, bool), max_iter=50, tol=0)
+    after = _kl(X, A @ D) + _oracle_value(A, groups, 0.3, "l2", "utterance", 1.0, 0.0)
+    assert after < before
+    assert final == pytest.approx(after, rel=1e-6)
+
+
+# -- synthetic speakers ---------------------------------------------------------------------------
+
+def _synthetic_speakers(n_speakers=4, n_bins=40, n_frames=120, seed=0):
+    """Each speaker's frames are combinations of atoms living on its own band of bins."""
+    rng = np.random.default_rng(seed)
+    width = n_bins // n_speakers
+    atoms = []
+    for s in range(n_speakers):
+        band = np.zeros((3, n_bins))
+        band[:, s * width:(s + 1) * width] = rng.uniform(0.2, 1, size=(3, width))
+        atoms.append(band)
+    X, y = [], []
+    for s in range(n_speakers):
+        X.append(rng.gamma(1.0, 1.0, size=(n_frames, 3)) @ atoms[s])
+        y += [f"spk{s}"] * n_frames
+    return np.vstack(X), np.array(y), atoms, rng
+
+
+def test_right_block_selected_on_synthetic_speakers():
+    X, y, atoms, rng = _synthetic_speakers()
+    model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=100, test_max_iter=200,
+                block_sparsity=1.0, block_eps=0.1, random_state=0).fit(X, y)
+    assert model.speakers_ == ["spk0", "spk1", "spk2", "spk3"]
+    # test: speaker 2 with pauses, plus a flat, weak noise floor (the noise atoms start from the pauses)
+    speech = rng.gamma(1.0, 1.0, size=(80, 3)) @ atoms[2]
+    speech[::4] = 0.0
+    test = speech + 0.02 * rng.uniform(size=(80, 40))
+    weights = model.block_weights(test)
+    assert weights.sum() == pytest.approx(1.0)
+    assert np.argmax(weights) == 2 and weights[2] > 0.9
+    usage = model.block_usage(test)
+    assert usage.shape == (80, 4)
+    assert np.mean(np.argmax(usage[speech.any(axis=1)], axis=1) == 2) > 0.9
+    # the block penalty is what concentrates the weight
+    plain = clone(model).set_params(block_sparsity=0.0).fit(X, y).block_weights(test)
+    assert weights[2] > plain[2]
+
+
+def test_active_speakers_restricts_blocks():
+    X, y, atoms, _ = _synthetic_speakers(seed=1)
+    model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=30, test_max_iter=30, random_state=0)
+    model.fit(X, y).set_params(active_speakers=["spk0", "spk3"])
+    weights = model.block_weights(X[:50])
+    assert weights[1] == 0 and weights[2] == 0 and weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"active_speakers \['nobody'\] are not in the model"):
+        model.set_params(active_speakers=["nobody"]).block_weights(X[:50])
+
+
+def test_personalize_adds_block_and_keeps_the_others():
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=3, n_bins=30)
+    model = USM(n_components_per_speaker=2, n_noise_components=1, max_iter=30, random_state=0).fit(X[y != "spk2"],
+                                                                                                   y[y != "spk2"])
+    before = model.components_.copy()
+    model.personalize(X[y == "spk2"], speaker_id="me")
+    assert model.speakers_ == ["spk0", "spk1", "me"]
+    assert model.components_.shape == (6, 30)
+    np.testing.assert_array_equal(model.components_[:4], before)
+    # the new block is the block a fresh fit makes of that speaker when it comes first (same seed)
+    pair = np.vstack([X[y == "spk2"], X[y == "spk0"]])
+    fresh = USM(n_components_per_speaker=2, n_noise_components=1, max_iter=30, random_state=0).fit(
+        pair, ["a"] * 120 + ["b"] * 120)
+    np.testing.assert_allclose(model.components_[4:], fresh.components_[:2])
+    with pytest.raises(ValueError, match="speaker 'me' already has a block"):
+        model.personalize(X[y == "spk2"], speaker_id="me")
+
+
+# -- input forms and errors -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def example():
+    return load_example()
+
+
+@pytest.fixture(scope="module")
+def small_train(example):
+    return {spk: [u[:16000] for u in utts[:2]] for spk, utts in example.speech.items()}
+
+
+def test_fit_forms_agree(small_train, tmp_path):
+    kw = dict(n_components_per_speaker=2, max_iter=5, random_state=0)
+    a = USM(**kw).fit(small_train)
+    lists = USM(**kw).fit([small_train[s] for s in small_train])
+    for spk, utts in small_train.items():
+        (tmp_path / spk).mkdir()
+        for i, u in enumerate(utts):
+            write_audio(tmp_path / spk / f"{i}.wav", u, 16000, subtype="FLOAT")
+    folder = USM(**kw).fit(tmp_path)
+    assert a.speakers_ == folder.speakers_ == sorted(small_train)
+    assert lists.speakers_ == ["0", "1", "2", "3"]
+    np.testing.assert_allclose(a.components_, lists.components_)
+    np.testing.assert_allclose(a.components_, folder.components_, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_inputs_have_clear_errors(small_train):
+    one = {k: small_train[k] for k in list(small_train)[:1]}
+    with pytest.raises(ValueError, match="a universal speech model needs at least 2 speakers, got 1"):
+        USM(max_iter=2).fit(one)
+    empty = dict(small_train, nobody=[])
+    with pytest.raises(ValueError, match="speaker 'nobody' has no recordings"):
+        USM(max_iter=2).fit(empty)
+    silent = dict(small_train, quiet=[np.zeros(8000, np.float32)])
+    with pytest.raises(ValueError, match="recordings of speaker 'quiet' are silent"):
+        USM(max_iter=2).fit(silent)
+    X = np.random.default_rng(0).uniform(size=(10, 5))
+    with pytest.raises(ValueError, match="X has 10 frames but y has 9 labels"):
+        USM().fit(X, [0, 1] * 4 + [0])
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        USM().fit(X)
+    with pytest.raises(ValueError, match="needs the recordings of each speaker"):
+        USM().fit(small_train[list(small_train)[0]])
+
+
+def test_save_load_round_trip(small_train, example, tmp_path):
+    model = USM(n_components_per_speaker=3, max_iter=10, test_max_iter=10, random_state=0).fit(small_train)
+    noisy = example.speech["so762_9604"][-1][:16000] + 0.05 * example.noise["dishes"][0][:16000]
+    path = model.save(tmp_path / "usm.npz")
+    loaded = load_model(path, expected=USM)
+    assert loaded.speakers_ == model.speakers_
+    np.testing.assert_array_equal(loaded.components_, model.components_)
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+    # a personalized model round-trips too
+    model.personalize(example.speech["so762_9604"][0], speaker_id="target")
+    again = load_model(model.save(tmp_path / "usm2.npz"))
+    assert again.speakers_[-1] == "target"
+
+
+def test_unknown_model_kind_in_file(small_train, tmp_path):
+    model = USM(n_components_per_speaker=2, max_iter=3, random_state=0).fit(small_train)
+    path = model.save(tmp_path / "usm.npz")
+    with np.load(path) as npz:
+        contents = {k: npz[k] for k in npz.files}
+    meta = json.loads(contents["__meta__"].tobytes())
+    meta["estimator"] = "UniversalSpeechThing"
+    contents["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **contents)
+    with pytest.raises(ModelFileError, match="unknown model kind 'UniversalSpeechThing'"):
+        load_model(bad)
+    assert zipfile.is_zipfile(bad)
+
+
+def test_damaged_speakers_refused(small_train, tmp_path):
+    model = USM(n_components_per_speaker=2, max_iter=3, random_state=0).fit(small_train)
+    model.speakers_ = model.speakers_[:-1]
+    path = model.save(tmp_path / "usm.npz")
+    with pytest.raises(ModelFileError, match="components_ has shape"):
+        load_model(path)
+
+
+# -- scikit-learn composition and plots -----------------------------------------------------------
+
+def _identification_score(est, X, y):
+    """Share of frames whose most used block is their speaker's (a speaker-identification score)."""
+    usage = est[-1].block_usage(est[:-1].transform(X)) if isinstance(est, Pipeline) else est.block_usage(X)
+    speakers = np.asarray(est[-1].speakers_ if isinstance(est, Pipeline) else est.speakers_)
+    return float(np.mean(speakers[np.argmax(usage, axis=1)] == np.asarray(y).astype(str)))
+
+
+def test_pipeline_and_grid_search():
+    X, y, _, _ = _synthetic_speakers(n_speakers=3, n_bins=30, n_frames=40)
+    pipe = Pipeline([("scale", FunctionTransformer(lambda Z: 2.0 * Z)),
+                     ("usm", USM(n_noise_components=1, max_iter=20, test_max_iter=20, random_state=0))])
+    out = pipe.fit(X, y).transform(X)
+    assert out.shape == X.shape and np.all(out >= 0) and np.all(out <= 2.0 * X + 1e-9)
+    search = GridSearchCV(USM(n_noise_components=1, max_iter=20, test_max_iter=20, random_state=0),
+                          {"n_components_per_speaker": [1, 3], "block_sparsity": [0.0, 1.0]},
+                          scoring=_identification_score, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    search.fit(X, y)
+    assert set(search.best_params_) == {"n_components_per_speaker", "block_sparsity"}
+    assert search.best_score_ > 0.5
+
+
+def test_plot_block_usage(small_train, example, tmp_path):
+    from matplotlib.figure import Figure
+
+    model = USM(n_components_per_speaker=2, max_iter=5, test_max_iter=5, random_state=0).fit(small_train)
+    fig = plot_block_usage(model, example.speech["so762_9618"][-1][:16000], path=tmp_path / "usage.png", top=3)
+    assert isinstance(fig, Figure)
+    assert (tmp_path / "usage.png").stat().st_size > 1000
+    assert len(fig.axes[0].get_yticklabels()) == 3
