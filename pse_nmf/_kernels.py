@@ -31,7 +31,11 @@ prange = range  # serial kernels; see the module docstring
 
 __all__ = ["kl_terms", "is_terms", "beta_terms", "mu_step", "beta_divergence_kernel", "thread_limit"]
 
-_OPTS = dict(cache=True, nogil=True)
+# error_model="numpy": a float division by zero gives inf instead of raising, as in NumPy. The
+# default ("python") puts a zero check on every division, which stops LLVM from vectorising the
+# loops: the KL ratio pass on 1000 x 513 float32 took 0.42 ms with it and 0.056 ms without.
+# The guards stay explicit (max(v, eps)); this is not fastmath.
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_OPTS)

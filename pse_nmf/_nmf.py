@@ -164,6 +164,9 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
 
     WH = np.empty_like(X)
     NUM = np.empty_like(X) if beta not in (1.0, 2.0) else None
+    # Euclidean: the products go through the Gram matrices D D^T and A^T A (K x K), so no
+    # (n_frames, n_bins) model is formed except to evaluate the objective on check iterations.
+    gram = beta == 2.0
     if update_D and penalty is not None:
         # keep free atoms at unit norm from the start (the update assumes it)
         _normalize_rows(D, A, free_idx)
@@ -178,29 +181,43 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
         check = tol > 0 and (n_iter == 1 or n_iter % check_every == 0)
         div = None
         if update_activations:
-            np.matmul(A, D, out=WH)
-            d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check)
-            if check:
-                div = d
-            num = num_f @ D.T
-            if den_f is None:  # KL: the denominator factor is a matrix of ones
-                den = np.broadcast_to(D.sum(axis=1), A.shape).copy()
+            if gram:
+                if check:
+                    np.matmul(A, D, out=WH)
+                    div = float(K.beta_divergence_kernel(X, WH, beta, eps))
+                num = X @ D.T
+                den = A @ (D @ D.T)
             else:
-                den = den_f @ D.T
+                np.matmul(A, D, out=WH)
+                d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check)
+                if check:
+                    div = d
+                num = num_f @ D.T
+                if den_f is None:  # KL: the denominator factor is a matrix of ones
+                    den = np.broadcast_to(D.sum(axis=1), A.shape).copy()
+                else:
+                    den = den_f @ D.T
             if penalty is not None:
                 den += penalty.gradient(A)
             K.mu_step(A, num, den, gamma, eps)
         if update_D:
-            np.matmul(A, D, out=WH)
-            d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check and div is None)
-            if div is None and check:
-                div = d
             Af = A if all_free else A[:, free_idx]
-            num = Af.T @ num_f
-            if den_f is None:
-                den = np.broadcast_to(Af.sum(axis=0)[:, None], num.shape).copy()
+            if gram:
+                if check and div is None:
+                    np.matmul(A, D, out=WH)
+                    div = float(K.beta_divergence_kernel(X, WH, beta, eps))
+                num = Af.T @ X
+                den = (Af.T @ A) @ D
             else:
-                den = Af.T @ den_f
+                np.matmul(A, D, out=WH)
+                d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check and div is None)
+                if div is None and check:
+                    div = d
+                num = Af.T @ num_f
+                if den_f is None:
+                    den = np.broadcast_to(Af.sum(axis=0)[:, None], num.shape).copy()
+                else:
+                    den = Af.T @ den_f
             Df = D if all_free else D[free_idx]
             if penalty is not None:
                 # Le Roux et al. 2015: gradient of the objective w.r.t. unnormalised
