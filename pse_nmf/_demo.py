@@ -171,6 +171,7 @@ def _report(result):
         "",
         f"fit     {result['fit_seconds']:.2f} s",
         f"denoise {result['denoise_seconds']:.2f} s (real-time factor {result['real_time_factor']:.3f})",
+        "(the first run after installing also compiles the Numba kernels, cached on disk for later runs)",
         "",
         "wrote " + ", ".join(str(p) for p in result["paths"].values()),
     ]

@@ -20,6 +20,10 @@ A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays), read with
     Constructor arguments that are arrays.
 ``attr:<name>``
     Fitted array attributes (``components_``, ...).
+``<prefix>:<name>`` (listed in the metadata's ``"extra_arrays"``)
+    Further arrays an estimator saves through the ``_extra_arrays()`` hook,
+    e.g. a neural network's weights as ``weight:<name>`` (its state_dict,
+    one array per tensor). Files without ``"extra_arrays"`` have none.
 
 ``audio`` is present for estimators that work on waveforms and must agree
 with ``params``; a file whose settings disagree, or whose arrays do not fit
@@ -43,6 +47,14 @@ FORMAT = "pse_nmf.model"
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
 _REGISTRY: dict[str, type] = {}
+# Estimators registered by optional subpackages that `import pse_nmf` does not import (they need
+# extra dependencies): load_model imports the subpackage, from this fixed table only, on first use.
+_OPTIONAL_ESTIMATORS = {
+    "GRUEnhancer": "pse_nmf.neural",
+    "DAEEnhancer": "pse_nmf.neural",
+    "TCNEnhancer": "pse_nmf.neural",
+}
+_RESERVED_PREFIXES = ("param:", "attr:")
 
 
 class ModelFileError(ValueError):
@@ -93,6 +105,23 @@ class ModelIOMixin:
     def _check_loaded(self):
         """Hook: raise ModelFileError if the loaded arrays do not fit the settings."""
 
+    def _extra_arrays(self):
+        """Hook: further arrays to save, as a dict ``"<prefix>:<name>" -> ndarray``.
+
+        Keys must contain a ``":"`` and must not start with ``"param:"`` or
+        ``"attr:"``. They are listed in the metadata (``"extra_arrays"``) and
+        handed back to :meth:`_load_extra` on load.
+        """
+        return {}
+
+    def _load_extra(self, arrays):
+        """Hook: restore what :meth:`_extra_arrays` saved (called before ``_check_loaded``).
+
+        ``arrays`` is a dict of the saved keys to ndarrays; the estimator's
+        parameters and fitted arrays and values are already set. Raise
+        ModelFileError if they do not fit.
+        """
+
     def save(self, path, *, overwrite=False):
         """Save the fitted estimator to ``path`` (npz + JSON; no pickle).
 
@@ -126,6 +155,11 @@ class ModelIOMixin:
             attributes[name] = value if isinstance(value, str) else _json_param(name, value)
         for name in self._fitted_arrays:
             arrays[f"attr:{name}"] = np.asarray(getattr(self, name))
+        extra = self._extra_arrays()
+        for key in extra:
+            if ":" not in key or key.startswith(_RESERVED_PREFIXES):
+                raise ValueError(f"extra array key {key!r} must be '<prefix>:<name>', not param:/attr:")
+            arrays[key] = np.asarray(extra[key])
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -137,6 +171,8 @@ class ModelIOMixin:
             "arrays": list(self._fitted_arrays),
             "audio": self._audio_settings(),
         }
+        if extra:
+            meta["extra_arrays"] = list(extra)
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
 
         def write(tmp):
@@ -224,6 +260,10 @@ def load_model(path, *, expected=None):
             f"({__version__}) reads ({FORMAT_VERSION}); upgrade pse_nmf"
         )
     name = _meta_field(meta, "estimator", str, None, where)
+    if name not in _REGISTRY and name in _OPTIONAL_ESTIMATORS:
+        import importlib
+
+        importlib.import_module(_OPTIONAL_ESTIMATORS[name])  # registers it; ImportError says what to install
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ModelFileError(f"{where!r} holds an unknown model kind {name!r}; known: {sorted(_REGISTRY)}")
@@ -250,11 +290,17 @@ def load_model(path, *, expected=None):
         if sname not in attributes:
             raise ModelFileError(f"{where!r} is missing the fitted value {sname!r}")
         setattr(est, sname, attributes[sname])
+    extra = {}
+    for key in _meta_field(meta, "extra_arrays", list, [], where):
+        if not isinstance(key, str) or key not in contents:
+            raise ModelFileError(f"{where!r} is missing the array {key!r}")
+        extra[key] = contents[key]
     audio = meta.get("audio")
     expected_audio = est._audio_settings()
     if expected_audio != audio:
         raise ModelFileError(
             f"{where!r}: recorded audio settings {audio} do not match the model's parameters {expected_audio}"
         )
+    est._load_extra(extra)
     est._check_loaded()
     return est

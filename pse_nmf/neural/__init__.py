@@ -1,0 +1,23 @@
+"""Neural speech enhancers with the same interface as the NMF estimators (needs PyTorch).
+
+Install with ``pip install "pse_nmf[neural]"``. ``import pse_nmf`` never
+imports torch; this subpackage does.
+
+Estimators take NumPy in and give NumPy out: ``fit(speech, noise)``,
+``denoise(x)``, ``separate(x)``, ``transform(frames)``, ``save(path)``;
+:func:`pse_nmf.load` reads their files (weights as npz arrays, no pickle).
+"""
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        'pse_nmf.neural needs PyTorch, which is not installed: pip install "pse_nmf[neural]"'
+    ) from exc
+
+from ._base import BaseNeuralEnhancer
+from ._enhancers import DAEEnhancer, GRUEnhancer, TCNEnhancer
+from ._distill import DistilledStudent
+from ._models import complexity
+
+__all__ = ["GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "BaseNeuralEnhancer", "complexity"]

@@ -1,0 +1,474 @@
+"""Base of the neural mask estimators: one training loop, one inference path.
+
+skorch's manners: ``__init__`` stores flat hyperparameters; ``fit`` builds
+the network (``module_``), its optimizer (``optimizer_``) and the per-epoch
+record (``history_``). The network predicts a magnitude mask in [0, 1] on
+STFT frames (n_frames, n_bins) from :func:`pse_nmf.stft`, so ``denoise``,
+``separate`` and ``transform`` behave exactly as for the NMF estimators
+(:class:`pse_nmf._spectral.AudioMixin`). NumPy in, NumPy out.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from .._audio import ratio_mask, stft
+from .._data import _SilentExcerptError, _as_groups, mix_at_snr
+from .._persistence import ModelFileError, ModelIOMixin
+from .._spectral import AudioMixin, load_recordings_list
+
+__all__ = ["BaseNeuralEnhancer"]
+
+_GRAD_CLIP = 5.0  # GRUs occasionally take huge steps early on; clipping the norm keeps Adam stable
+
+
+@contextmanager
+def _torch_threads(n):
+    """Run torch with ``n`` intra-op threads (None: leave it), restoring the setting after."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _seed(rng):
+    return int(rng.randint(np.iinfo(np.int32).max))
+
+
+class _Progress:
+    """A progress bar on stderr for long training, only when stderr is a terminal.
+
+    Uses tqdm when it is installed, else one line rewritten in place. It
+    starts after the first epoch, and only if the whole budget looks longer
+    than ``min_seconds``.
+    """
+
+    def __init__(self, total, name, min_seconds=10.0):
+        self.total, self.name, self.min_seconds = total, name, min_seconds
+        self.bar = None
+        self.active = False
+
+    def update(self, epoch, seconds, loss):
+        if epoch == 1:
+            stream = sys.stderr
+            self.active = (
+                stream is not None and hasattr(stream, "isatty") and stream.isatty()
+                and seconds * self.total > self.min_seconds
+            )
+            if self.active:
+                try:
+                    from tqdm.auto import tqdm
+                except ImportError:
+                    tqdm = None
+                if tqdm is not None:
+                    self.bar = tqdm(total=self.total, desc=f"training {self.name}", unit="epoch", leave=False)
+        if not self.active:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4g}")
+        else:
+            sys.stderr.write(f"\rtraining {self.name}: epoch {epoch}/{self.total}, loss {loss:.4g}  ")
+            sys.stderr.flush()
+
+    def close(self):
+        if not self.active:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _segments(recordings, length, min_length):
+    """Cut waveforms into pieces of ``length`` samples; the last piece is kept if >= ``min_length``.
+
+    Silent pieces (all zeros) are dropped: they have no SNR to mix at.
+    """
+    out = []
+    for y in recordings:
+        for start in range(0, y.size, length):
+            piece = y[start : start + length]
+            if piece.size >= min_length and np.any(piece):
+                out.append(piece)
+    return out
+
+
+def _batch(pairs, device):
+    """Zero-pad pairs of (n_frames, n_bins) arrays to one length; weights mark real frames."""
+    n_frames = max(v.shape[0] for v, _ in pairs)
+    n_bins = pairs[0][0].shape[1]
+    V = np.zeros((len(pairs), n_frames, n_bins), np.float32)
+    M = np.zeros_like(V)
+    W = np.zeros((len(pairs), n_frames, 1), np.float32)
+    for i, (v, m) in enumerate(pairs):
+        V[i, : v.shape[0]] = v
+        M[i, : m.shape[0]] = m
+        W[i, : v.shape[0]] = 1
+    return (torch.from_numpy(V).to(device), torch.from_numpy(M).to(device), torch.from_numpy(W).to(device))
+
+
+def _masked_mse(pred, target, weight):
+    """Sum of squared errors over real frames, and the number of terms."""
+    return (torch.square(pred - target) * weight).sum(), weight.sum() * pred.shape[-1]
+
+
+class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimator):
+    r"""Base class: a mask network trained by mixing speech and noise on the fly.
+
+    Subclasses store their hyperparameters in ``__init__`` and implement
+    ``_build_module(n_bins) -> torch.nn.Module`` mapping magnitudes
+    (batch, n_frames, n_bins) to a mask of the same shape in [0, 1].
+
+    Training objective (mask MSE): the network :math:`f_\theta` sees the
+    mixture magnitudes :math:`|Y|` and is fitted to the ideal ratio mask of
+    the speech :math:`S` and the noise actually added :math:`N`,
+
+    .. math::
+
+        \min_\theta \frac{1}{TK} \sum_{t,k}
+        \left(f_\theta(|Y|)_{t,k} - \frac{|S_{t,k}|}{|S_{t,k}| + |N_{t,k}|}\right)^2
+
+    with Adam. The enhanced STFT is :math:`f_\theta(|Y|) \odot Y`.
+
+    Early stopping: the monitored loss is the validation loss when
+    ``validation_fraction > 0`` (a fixed set of mixtures drawn once from
+    held-out speech segments), else the training loss. Training stops when it
+    has not improved by more than ``tol`` for ``patience`` epochs, and the
+    weights of the best epoch are kept. Running out of ``max_epochs`` first
+    raises a :class:`~sklearn.exceptions.ConvergenceWarning`.
+    """
+
+    # AudioMixin's front end: magnitude frames, and the network's mask used as is
+    # (_decompose returns mask * V and (1 - mask) * V, whose power-1 ratio mask is the mask).
+    spectrum_power = 1.0
+    mask_power = 1.0
+
+    _fitted_arrays = ()
+    _fitted_scalars = ("n_features_in_", "n_epochs_", "best_epoch_", "best_loss_")
+
+    _base_constraints = {
+        "snr_range": [tuple, list],
+        "segment_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "sr": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
+        "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
+        "device": [str],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- subclass hook ----------------------------------------------------------------------------
+    def _build_module(self, n_bins):
+        raise NotImplementedError
+
+    # -- building ---------------------------------------------------------------------------------
+    def _device(self):
+        try:
+            return torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device: {exc}") from exc
+
+    def _new_module(self, n_bins, seed):
+        """Build the network with weights drawn from ``seed``, leaving torch's global RNG as it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self._build_module(n_bins)
+        return module.to(self._device())
+
+    def _check_snr_range(self):
+        lo_hi = tuple(self.snr_range)
+        if len(lo_hi) != 2 or not all(isinstance(v, numbers.Real) and np.isfinite(v) for v in lo_hi) \
+                or lo_hi[0] > lo_hi[1]:
+            raise ValueError(f"snr_range must be (low_db, high_db) with low_db <= high_db, got {self.snr_range!r}")
+        return float(lo_hi[0]), float(lo_hi[1])
+
+    # -- data -------------------------------------------------------------------------------------
+    def _recording_list(self, source, sr, downmix, name, min_length):
+        """Recordings as a flat list of float32 arrays at ``self.sr``.
+
+        ``source``: a folder (searched recursively, so the dev layout
+        ``<group>/<file>`` works), a mapping group -> recordings, a list of
+        waveforms or paths, or one waveform.
+        """
+        self._check_audio_params()
+        if isinstance(source, Mapping):
+            source = [item for items in _as_groups(source, name=name).values() for item in items]
+        return load_recordings_list(source, sr=self.sr, sr_in=sr, downmix=downmix, min_length=min_length,
+                                    name=name)
+
+    def _magnitude(self, y):
+        return np.abs(stft(y, n_fft=self.n_fft, hop_length=self.hop_length)).astype(np.float32)
+
+    def _mix_pair(self, speech, speech_mag, noises, snr_range, rng):
+        """One training example: mixture magnitudes and the ideal ratio mask, (n_frames, n_bins) each."""
+        for _ in range(10):
+            noise = noises[rng.randint(len(noises))]
+            snr = rng.uniform(*snr_range)
+            try:
+                mixture, added = mix_at_snr(speech, noise, snr, random_state=rng)
+                break
+            except _SilentExcerptError:
+                continue  # a silent stretch of this noise: draw again
+        else:
+            raise ValueError("the noise recordings gave silent excerpts 10 times in a row: too much digital silence")
+        return self._magnitude(mixture), ratio_mask(speech_mag, self._magnitude(added), power=1.0)
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, speech, noise, *, sr=None, downmix=False):
+        """Train a generalist mask network on speech mixed with noise on the fly.
+
+        The speech is cut once into segments of ``segment_seconds``; a
+        fraction ``validation_fraction`` of them, mixed once, is the
+        validation set. Every epoch mixes each training segment anew with a
+        random noise recording (random excerpt, see
+        :func:`pse_nmf.mix_at_snr`) at an SNR drawn uniformly from
+        ``snr_range``, so the network rarely sees the same mixture twice.
+
+        Parameters
+        ----------
+        speech : folder, mapping, list of waveforms or paths, or a waveform
+            Clean speech. A folder is searched recursively (the development
+            layout ``speech/<speaker>/<utt>.flac`` works); a mapping is
+            group -> recordings, as for :func:`pse_nmf.load_recordings`.
+        noise : same forms as ``speech``
+            Noise recordings, any length (shorter ones are tiled).
+        sr : int or None
+            Rate of waveforms given as arrays; None means ``self.sr``.
+        downmix : bool, default=False
+            Average multichannel recordings instead of refusing them.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        snr_range = self._check_snr_range()
+        device = self._device()
+        speech_recs = self._recording_list(speech, sr, downmix, "speech", self.n_fft)
+        noise_recs = self._recording_list(noise, sr, downmix, "noise", 1)
+        noise_recs = [y for y in noise_recs if np.any(y)]
+        if not noise_recs:
+            raise ValueError("the noise recordings are all silent (zeros): nothing to mix")
+        segments = _segments(speech_recs, max(int(round(self.segment_seconds * self.sr)), self.n_fft), self.n_fft)
+        if not segments:
+            raise ValueError("the speech recordings are silent (all zeros): nothing to learn from")
+        rng = check_random_state(self.random_state)
+        n_valid = 0
+        if self.validation_fraction > 0:
+            if len(segments) < 2:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} needs at least 2 speech segments of "
+                    f"segment_seconds={self.segment_seconds}, got {len(segments)}: give more speech, shorter "
+                    "segments, or validation_fraction=0"
+                )
+            n_valid = min(max(1, int(round(self.validation_fraction * len(segments)))), len(segments) - 1)
+        order = rng.permutation(len(segments))
+        valid = [segments[i] for i in order[:n_valid]]
+        train = [segments[i] for i in order[n_valid:]]
+        train_mags = [self._magnitude(s) for s in train]
+        valid_pairs = [self._mix_pair(s, self._magnitude(s), noise_recs, snr_range, rng) for s in valid]
+
+        def make_train_pairs(epoch_rng):
+            return [self._mix_pair(s, m, noise_recs, snr_range, epoch_rng) for s, m in zip(train, train_mags)]
+
+        self.n_features_in_ = self._n_bins()
+        self.module_ = self._new_module(self.n_features_in_, _seed(rng))
+        self.optimizer_ = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate)
+        with _torch_threads(self.n_threads):
+            self._train(make_train_pairs, valid_pairs, rng, device)
+        return self
+
+    def _train(self, make_train_pairs, valid_pairs, rng, device):
+        """The one training loop (mask MSE, Adam, early stopping); fits ``self.module_`` in place."""
+        module, optimizer = self.module_, self.optimizer_
+        shuffle = torch.Generator().manual_seed(_seed(rng))
+        progress = _Progress(self.max_epochs, type(self).__name__)
+        self.history_ = []
+        best_loss, best_state, best_epoch, stale, stopped = np.inf, None, 0, 0, False
+        try:
+            for epoch in range(1, self.max_epochs + 1):
+                start = time.perf_counter()
+                pairs = make_train_pairs(rng)
+                module.train()
+                order = torch.randperm(len(pairs), generator=shuffle).tolist()
+                total, count = 0.0, 0.0
+                for i in range(0, len(order), self.batch_size):
+                    V, M, W = _batch([pairs[j] for j in order[i : i + self.batch_size]], device)
+                    optimizer.zero_grad()
+                    loss_sum, n = _masked_mse(module(V), M, W)
+                    (loss_sum / n).backward()
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), _GRAD_CLIP)
+                    optimizer.step()
+                    total += float(loss_sum.detach())
+                    count += float(n)
+                train_loss = total / count
+                valid_loss = self._evaluate(valid_pairs, device) if valid_pairs else None
+                monitored = train_loss if valid_loss is None else valid_loss
+                seconds = time.perf_counter() - start
+                self.history_.append(
+                    {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss, "dur": seconds}
+                )
+                if self.verbose:
+                    extra = "" if valid_loss is None else f", valid loss {valid_loss:.5f}"
+                    print(f"epoch {epoch}: train loss {train_loss:.5f}{extra} ({seconds:.1f} s)")
+                progress.update(epoch, seconds, monitored)
+                if monitored < best_loss - self.tol:
+                    stale = 0
+                else:
+                    stale += 1
+                if monitored < best_loss:
+                    best_loss, best_epoch = monitored, epoch
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                if stale >= self.patience:
+                    stopped = True
+                    break
+        finally:
+            progress.close()
+        if best_state is None:
+            raise FloatingPointError(f"training diverged: the loss is {monitored} from the first epoch")
+        module.load_state_dict(best_state)
+        module.eval()
+        self.n_epochs_ = len(self.history_)
+        self.best_epoch_ = int(best_epoch)
+        self.best_loss_ = float(best_loss)
+        if not stopped:
+            warnings.warn(
+                f"Maximum number of epochs {self.max_epochs} reached before early stopping "
+                f"(patience={self.patience}, tol={self.tol}). Increase max_epochs to improve convergence.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _evaluate(self, pairs, device):
+        self.module_.eval()
+        total, count = 0.0, 0.0
+        with torch.no_grad():
+            for i in range(0, len(pairs), self.batch_size):
+                V, M, W = _batch(pairs[i : i + self.batch_size], device)
+                loss_sum, n = _masked_mse(self.module_(V), M, W)
+                total += float(loss_sum)
+                count += float(n)
+        return total / count
+
+    # -- inference --------------------------------------------------------------------------------
+    def _predict_mask(self, V):
+        """Mask in [0, 1] of shape (n_frames, n_bins) for magnitude frames ``V``."""
+        module = self.module_
+        module.eval()
+        with torch.no_grad(), _torch_threads(self.n_threads):
+            x = torch.as_tensor(np.asarray(V, dtype=np.float32), device=self._device())[None]
+            return module(x)[0].cpu().numpy()
+
+    def _decompose(self, V):
+        mask = self._predict_mask(V).astype(V.dtype, copy=False)
+        return mask * V, (1 - mask) * V
+
+    def predict_mask(self, X):
+        """The network's mask for magnitude frames.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            STFT magnitudes of one recording (the mask depends on the whole
+            sequence).
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+            Values in [0, 1], dtype of ``X`` (float32 or float64).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64], ensure_min_samples=1)
+        check_non_negative(X, f"{type(self).__name__} (input X)")
+        return self._predict_mask(X).astype(X.dtype, copy=False)
+
+    def transform(self, X):
+        """Speech estimate of each frame: ``X`` times the network's mask.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            STFT magnitudes (``|pse_nmf.stft(x)|`` with this model's
+            ``n_fft`` and ``hop_length``) of one recording.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+        """
+        mask = self.predict_mask(X)
+        X = np.asarray(X, dtype=mask.dtype)
+        return X * mask
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _extra_arrays(self):
+        arrays = {f"weight:{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        history = getattr(self, "history_", [])
+        arrays["history:train_loss"] = np.array([h["train_loss"] for h in history], dtype=np.float64)
+        arrays["history:valid_loss"] = np.array(
+            [np.nan if h["valid_loss"] is None else h["valid_loss"] for h in history], dtype=np.float64
+        )
+        arrays["history:dur"] = np.array([h["dur"] for h in history], dtype=np.float64)
+        return arrays
+
+    def _load_extra(self, arrays):
+        n_bins = self.n_features_in_
+        if not isinstance(n_bins, int) or n_bins != self._n_bins():
+            raise ModelFileError(f"n_features_in_={n_bins!r} does not fit n_fft={self.n_fft}")
+        # the architecture comes from the saved hyperparameters; its fresh weights are replaced below
+        module = self._new_module(n_bins, 0)
+        weights = {}
+        for key, value in arrays.items():
+            if key.startswith("weight:"):
+                if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+                    raise ModelFileError(f"{key} holds non-finite or non-float values")
+                weights[key[len("weight:"):]] = torch.from_numpy(np.array(value))
+        try:
+            module.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise ModelFileError(f"the saved weights do not fit {type(self).__name__}'s settings: {exc}") from exc
+        module.eval()
+        self.module_ = module
+        self.optimizer_ = None  # not saved: a loaded model predicts; refit to train again
+        train = arrays.get("history:train_loss", np.zeros(0))
+        valid = arrays.get("history:valid_loss", np.full(train.shape, np.nan))
+        dur = arrays.get("history:dur", np.full(train.shape, np.nan))
+        if not (train.shape == valid.shape == dur.shape and train.ndim == 1):
+            raise ModelFileError("the saved training history is damaged (arrays of different lengths)")
+        self.history_ = [
+            {"epoch": i + 1, "train_loss": float(t), "valid_loss": None if np.isnan(v) else float(v), "dur": float(d)}
+            for i, (t, v, d) in enumerate(zip(train, valid, dur))
+        ]
+
