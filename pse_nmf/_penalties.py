@@ -61,8 +61,10 @@ class BlockPenalty:
     groups : array-like of int of shape (n_components,)
         Block index of each atom, ``0 .. n_blocks - 1``; ``-1`` for atoms in
         no block.
-    weight : float
-        :math:`\lambda` of the block term.
+    weight : float or array-like of shape (n_blocks,)
+        :math:`\lambda` of the block term; an array gives each block its own
+        weight (e.g. a lighter penalty on a personal block among universal
+        ones).
     kind : {"log", "l1", "l2"}, default="log"
     scope : {"utterance", "frame"}, default="utterance"
     eps : float, default=1.0
@@ -87,7 +89,6 @@ class BlockPenalty:
         if groups.ndim != 1:
             raise ValueError("groups must be a 1-D array of block indices")
         self.groups = groups
-        self.weight = float(weight)
         self.kind = kind
         self.scope = scope
         self.eps = float(eps)
@@ -95,6 +96,18 @@ class BlockPenalty:
         self._in_block = np.flatnonzero(groups >= 0)
         self._block_of = groups[self._in_block]
         self.n_blocks = int(groups.max()) + 1 if self._in_block.size else 0
+        w = np.asarray(weight, dtype=np.float64)
+        if w.ndim == 0:
+            self.weight = float(w)
+        elif w.shape == (self.n_blocks,):
+            self.weight = w
+        else:
+            raise ValueError(f"weight must be a scalar or one value per block ({self.n_blocks}), got shape {w.shape}")
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError("block penalty weights must be finite and non-negative")
+        # weight of each block, and of each in-block atom
+        self._w_block = np.broadcast_to(w, (self.n_blocks,)).astype(np.float64)
+        self._w_atom = self._w_block[self._block_of]
         # one-hot membership (n_in_block, n_blocks): block sums of every frame in one product
         self._membership = np.zeros((self._in_block.size, self.n_blocks))
         self._membership[np.arange(self._in_block.size), self._block_of] = 1.0
@@ -119,10 +132,10 @@ class BlockPenalty:
     def gradient(self, A):
         """Gradient of the penalty at ``A``, broadcastable to ``A.shape``."""
         n_frames = A.shape[0]
-        w = self.weight
-        if self.kind == "l1" or w == 0 or self.n_blocks == 0:
+        w = self._w_block
+        if self.kind == "l1" or self.n_blocks == 0 or not np.any(w):
             g = np.zeros(A.shape[1], dtype=A.dtype)
-            g[self._in_block] = w if self.kind == "l1" else 0.0
+            g[self._in_block] = self._w_atom if self.kind == "l1" else 0.0
             return g + self._l1_gradient(A)
         tiny = np.finfo(A.dtype).tiny
         if self.scope == "utterance":
@@ -133,7 +146,7 @@ class BlockPenalty:
             else:  # l2, group lasso over the whole block
                 norms = np.maximum(np.sqrt(self._block_sq_norms(A)), tiny)
                 g = np.zeros(A.shape, dtype=A.dtype)
-                g[:, self._in_block] = (w * np.sqrt(n_frames)) * A[:, self._in_block] / norms[self._block_of]
+                g[:, self._in_block] = (self._w_atom * np.sqrt(n_frames)) * A[:, self._in_block] / norms[self._block_of]
             return g + self._l1_gradient(A)
         g = np.zeros(A.shape, dtype=A.dtype)
         if self.kind == "log":
@@ -141,7 +154,7 @@ class BlockPenalty:
             g[:, self._in_block] = per_block[:, self._block_of]
         else:
             norms = np.maximum(np.sqrt(self._block_sq_norms(A)), tiny)
-            g[:, self._in_block] = w * A[:, self._in_block] / norms[:, self._block_of]
+            g[:, self._in_block] = self._w_atom * A[:, self._in_block] / norms[:, self._block_of]
         g += self._l1_gradient(A)
         return g
 
@@ -149,16 +162,16 @@ class BlockPenalty:
         """Penalty value at ``A`` (float)."""
         n_frames = A.shape[0]
         l1 = float(np.sum(A.sum(axis=0, dtype=np.float64) * self.l1))
-        if self.n_blocks == 0 or self.weight == 0:
+        w = self._w_block
+        if self.n_blocks == 0 or not np.any(w):
             return l1
-        w = self.weight
         if self.kind == "l1":
-            return l1 + w * float(A[:, self._in_block].sum(dtype=np.float64))
+            return l1 + float(np.sum(A[:, self._in_block].sum(axis=0, dtype=np.float64) * self._w_atom))
         if self.kind == "log":
             sums = np.asarray(self.block_sums(A), dtype=np.float64)
             if self.scope == "utterance":
-                return l1 + w * n_frames * float(np.sum(np.log(self.eps + sums / n_frames)))
-            return l1 + w * float(np.sum(np.log(self.eps + sums)))
+                return l1 + n_frames * float(np.sum(w * np.log(self.eps + sums / n_frames)))
+            return l1 + float(np.sum(w * np.log(self.eps + sums)))
         norms = np.sqrt(np.asarray(self._block_sq_norms(A), dtype=np.float64))
         scale = np.sqrt(n_frames) if self.scope == "utterance" else 1.0
-        return l1 + w * scale * float(norms.sum())
+        return l1 + scale * float(np.sum(w * norms))

@@ -78,6 +78,11 @@ def _json_param(name, value):
         v is None or isinstance(v, (bool, str, numbers.Real)) for v in value
     ):
         return [_json_param(name, v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and all(
+        v is None or isinstance(v, (bool, str, numbers.Real)) for v in value.values()
+    ):
+        # a flat mapping of names to scalars (e.g. USM's speaker_sparsity): a JSON object
+        return {k: _json_param(name, v) for k, v in value.items()}
     if isinstance(value, np.random.RandomState):
         # the generator's state is not a setting; the fitted arrays are what counts
         return None

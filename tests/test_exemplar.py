@@ -85,7 +85,7 @@ def test_exemplars_stay_fixed_and_all_candidates_is_plain_factorization():
     rng = np.random.RandomState(0)
     D = np.vstack([before, model._init_noise_atoms(test, rng)])
     free = np.arange(D.shape[0]) >= 40
-    A, D2, *_ = _factorize(test, D, free=free, beta=1.0, sparsity=np.where(free, 0.0, model.sparsity),
+    A, D2, *_ = _factorize(test, D, free=free, beta=1.0, sparsity=np.where(free, model.noise_sparsity, model.sparsity),
                            max_iter=20, tol=model.tol, rng=rng)
     np.testing.assert_array_equal(D2[:40], before)
     np.testing.assert_allclose(speech, A[:, :40] @ D2[:40], rtol=1e-10)

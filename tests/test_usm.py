@@ -52,30 +52,32 @@ def _oracle_value(A, groups, weight, kind, scope, eps, l1):
     total = float(np.sum(A * l1))
     blocks = sorted(set(int(g) for g in groups if g >= 0))
     for g in blocks:
+        w_g = weight[g] if np.ndim(weight) else weight  # one weight per block, or the same for all
         cols = [k for k in range(A.shape[1]) if groups[k] == g]
         rows = [A[:, cols]] if scope == "utterance" else [A[t:t + 1, cols] for t in range(T)]
         for sub in rows:
             if kind == "l1":
-                total += weight * sub.sum()
+                total += w_g * sub.sum()
             elif kind == "log":
                 if scope == "utterance":
-                    total += weight * T * np.log(eps + sub.sum() / T)
+                    total += w_g * T * np.log(eps + sub.sum() / T)
                 else:
-                    total += weight * np.log(eps + sub.sum())
+                    total += w_g * np.log(eps + sub.sum())
             else:
                 norm = np.sqrt((sub**2).sum())
-                total += weight * (np.sqrt(T) if scope == "utterance" else 1.0) * norm
+                total += w_g * (np.sqrt(T) if scope == "utterance" else 1.0) * norm
     return total
 
 
+@pytest.mark.parametrize("weight", [0.7, np.array([0.7, 0.2])], ids=["scalar", "per-block"])
 @pytest.mark.parametrize("kind", ["log", "l1", "l2"])
 @pytest.mark.parametrize("scope", ["utterance", "frame"])
-def test_block_penalty_value_and_gradient_match_oracle(kind, scope):
+def test_block_penalty_value_and_gradient_match_oracle(kind, scope, weight):
     rng = np.random.default_rng(0)
     A = rng.uniform(0.1, 2.0, size=(7, 6))
     groups = np.array([0, 0, 1, 1, 1, -1])
-    pen = BlockPenalty(groups, 0.7, kind=kind, scope=scope, eps=0.3, l1=0.05)
-    assert pen.value(A) == pytest.approx(_oracle_value(A, groups, 0.7, kind, scope, 0.3, 0.05), rel=1e-10)
+    pen = BlockPenalty(groups, weight, kind=kind, scope=scope, eps=0.3, l1=0.05)
+    assert pen.value(A) == pytest.approx(_oracle_value(A, groups, weight, kind, scope, 0.3, 0.05), rel=1e-10)
     # gradient against central finite differences of the oracle
     grad = np.broadcast_to(pen.gradient(A), A.shape)
     h = 1e-6
@@ -83,9 +85,26 @@ def test_block_penalty_value_and_gradient_match_oracle(kind, scope):
         Ap, Am = A.copy(), A.copy()
         Ap[t, k] += h
         Am[t, k] -= h
-        fd = (_oracle_value(Ap, groups, 0.7, kind, scope, 0.3, 0.05)
-              - _oracle_value(Am, groups, 0.7, kind, scope, 0.3, 0.05)) / (2 * h)
+        fd = (_oracle_value(Ap, groups, weight, kind, scope, 0.3, 0.05)
+              - _oracle_value(Am, groups, weight, kind, scope, 0.3, 0.05)) / (2 * h)
         assert grad[t, k] == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+def test_block_penalty_weights_per_block():
+    A = np.random.default_rng(3).uniform(0.1, 2.0, size=(5, 6))
+    groups = [0, 0, 1, 1, 2, -1]
+    same = BlockPenalty(groups, np.full(3, 0.4), scope="frame")
+    scalar = BlockPenalty(groups, 0.4, scope="frame")
+    np.testing.assert_array_equal(same.gradient(A), scalar.gradient(A))
+    assert same.value(A) == scalar.value(A)
+    # a zero weight leaves its block unpenalised, the others as before
+    free_first = BlockPenalty(groups, [0.0, 0.4, 0.4], kind="l1")
+    np.testing.assert_array_equal(free_first.gradient(A)[:2], 0.0)
+    np.testing.assert_array_equal(free_first.gradient(A)[2:5], 0.4)
+    with pytest.raises(ValueError, match="one value per block"):
+        BlockPenalty(groups, [0.1, 0.2])
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        BlockPenalty(groups, [0.1, -0.2, 0.3])
 
 
 def test_block_penalty_rejects_unknown_kind():
@@ -100,8 +119,9 @@ def _kl(X, Y):
     return float(np.sum(np.where(X > 0, X * np.log(np.where(X > 0, X, 1) / Y), 0) - X + Y))
 
 
+@pytest.mark.parametrize("weight", [0.5, np.array([0.0, 0.5, 2.0])], ids=["scalar", "per-block"])
 @pytest.mark.parametrize("kind,scope", [("log", "utterance"), ("log", "frame"), ("l1", "utterance")])
-def test_block_sparse_objective_never_increases(kind, scope):
+def test_block_sparse_objective_never_increases(kind, scope, weight):
     # the MM update of the log penalty (and the plain L1 one) cannot increase the penalised objective
     rng = np.random.default_rng(1)
     D = rng.uniform(0, 1, size=(9, 20))
@@ -109,10 +129,10 @@ def test_block_sparse_objective_never_increases(kind, scope):
     X = rng.uniform(0, 1, size=(15, 3)) @ D[:3] + 0.05 * rng.uniform(0, 1, size=(15, 20))
     A = rng.uniform(0.1, 1, size=(15, 9))
     groups = np.repeat([0, 1, 2], 3)
-    pen = BlockPenalty(groups, 0.5, kind=kind, scope=scope, eps=0.2)
+    pen = BlockPenalty(groups, weight, kind=kind, scope=scope, eps=0.2)
     objectives = []
     for _ in range(40):
-        objectives.append(_kl(X, A @ D) + _oracle_value(A, groups, 0.5, kind, scope, 0.2, 0.0))
+        objectives.append(_kl(X, A @ D) + _oracle_value(A, groups, weight, kind, scope, 0.2, 0.0))
         _solve(X, A, D, beta=1.0, penalty=pen, free=np.zeros(9, bool), max_iter=1, tol=0)
     objectives = np.array(objectives)
     assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]))
@@ -197,6 +217,44 @@ def test_personalize_adds_block_and_keeps_the_others():
     np.testing.assert_allclose(model.components_[4:], fresh.components_[:2])
     with pytest.raises(ValueError, match="speaker 'me' already has a block"):
         model.personalize(X[y == "spk2"], speaker_id="me")
+
+
+def test_speaker_sparsity_frees_a_block():
+    X, y, atoms, rng = _synthetic_speakers(seed=2)
+    model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=30, test_max_iter=50, block_sparsity=1.0,
+                block_eps=0.1, random_state=0).fit(X, y)
+    test = X[y == "spk1"][:60] + X[y == "spk3"][:60]  # two speakers at once: two blocks share the weight
+    base = model.block_weights(test)
+    # naming every speaker with the common weight changes nothing
+    same = clone(model).set_params(speaker_sparsity={s: 1.0 for s in model.speakers_}).fit(X, y)
+    np.testing.assert_array_equal(same.block_weights(test), base)
+    # a heavy penalty on the speaker's own block, none on another's, moves the weight away from it
+    tilted = clone(model).set_params(speaker_sparsity={"spk1": 50.0, "spk3": 0.0}).fit(X, y).block_weights(test)
+    assert tilted[1] < base[1] and tilted[3] > base[3]
+    with pytest.raises(ValueError, match=r"speaker_sparsity names speakers \['nobody'\]"):
+        model.set_params(speaker_sparsity={"nobody": 0.0}).block_weights(test)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        model.set_params(speaker_sparsity={"spk0": -1.0}).block_weights(test)
+
+
+def test_speaker_sparsity_round_trips(tmp_path):
+    X, y, _, _ = _synthetic_speakers(n_speakers=2, n_bins=20, seed=4)
+    model = USM(n_components_per_speaker=2, n_noise_components=1, max_iter=20, test_max_iter=20, random_state=0,
+                speaker_sparsity={"spk0": 0.0}).fit(X, y)
+    model.save(tmp_path / "usm.npz")
+    loaded = load_model(tmp_path / "usm.npz", expected=USM)
+    assert loaded.speaker_sparsity == {"spk0": 0.0}
+    np.testing.assert_array_equal(loaded.transform(X[:40]), model.transform(X[:40]))
+
+
+def test_fit_sparsity_only_changes_the_fit():
+    X, y, _, _ = _synthetic_speakers(n_speakers=2, n_bins=20, seed=3)
+    kw = dict(n_components_per_speaker=2, n_noise_components=1, max_iter=20, random_state=0)
+    split = USM(sparsity=0.1, fit_sparsity=0.7, **kw).fit(X, y)
+    joint = USM(sparsity=0.7, fit_sparsity=None, **kw).fit(X, y)
+    np.testing.assert_array_equal(split.components_, joint.components_)
+    other = USM(sparsity=0.1, fit_sparsity=None, **kw).fit(X, y)
+    assert not np.allclose(other.components_, split.components_)
 
 
 # -- input forms and errors -----------------------------------------------------------------------
