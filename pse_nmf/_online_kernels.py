@@ -1,7 +1,10 @@
 """Numba kernels of the streaming enhancer (:class:`pse_nmf.OnlineNMF`).
 
-Two kernels, both array-only, serial and in place (see ``_kernels.py`` for why
-not parallel), each with a slow NumPy oracle in ``tests/test_online.py``:
+Array-only, serial, in-place kernels (see ``_kernels.py`` for why not
+parallel), each with a slow NumPy oracle in ``tests/test_online.py``; the
+matrix products inside go to BLAS through ``np.dot`` (a strict-order scalar
+reduction cannot be vectorised), which is deterministic for a given call, so
+the output still does not depend on how the signal was cut into blocks:
 
 ``online_frames``
     The whole per-frame work of online semi-supervised NMF (Duan, Mysore &
@@ -28,32 +31,43 @@ _OPTS = dict(cache=True, nogil=True)
 
 
 @njit(**_OPTS)
-def kl_activation_step(h, W, colsum, x, wh, ratio, lo, sparsity, eps):
+def kl_activation_step(h, W, colsum, x, lo, sparsity, eps):
     """One KL multiplicative update of ``h[lo:]`` for one frame, in place.
 
     ``h <- h * (W r) / (colsum + sparsity)`` with ``r = x / max(W^T h, eps)``
-    for the atoms ``k >= lo``; ``wh`` and ``ratio`` are (n_bins,) work arrays.
-    ``colsum[k]`` must hold ``sum_f W[k, f]``.
+    for the atoms ``k >= lo``; ``colsum[k]`` must hold ``sum_f W[k, f]``.
+    The two products go to BLAS (gemv): a strict-order scalar reduction
+    cannot be vectorised and took most of the frame's time.
     """
-    K, F = W.shape
-    for f in range(F):
-        wh[f] = 0.0
-    for k in range(K):
-        hk = h[k]
-        for f in range(F):
-            wh[f] += hk * W[k, f]
-    for f in range(F):
-        ratio[f] = x[f] / max(wh[f], eps)
+    ratio = x / np.maximum(np.dot(h, W), eps)
+    acc = np.dot(W[lo:], ratio)
+    K = W.shape[0]
     for k in range(lo, K):
-        acc = 0.0
-        for f in range(F):
-            acc += W[k, f] * ratio[f]
-        h[k] *= acc / max(colsum[k] + sparsity, eps)
+        h[k] *= acc[k - lo] / max(colsum[k] + sparsity, eps)
 
 
 @njit(**_OPTS)
-def online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_dict_iter, sparsity,
-                  buffer_weight, threshold, mask_power, warm_start, eps, mask_out, ratio_out):
+def _seed_atoms(W, colsum, x, U, n_speech, first, eps):
+    """Noise atoms ``j >= first`` become ``x * U[j]`` at unit L2 norm."""
+    F = W.shape[1]
+    for j in range(first, U.shape[0]):
+        k = n_speech + j
+        norm = 0.0
+        for f in range(F):
+            w = x[f] * U[j, f]
+            W[k, f] = w
+            norm += w * w
+        norm = max(np.sqrt(norm), eps)
+        acc = 0.0
+        for f in range(F):
+            W[k, f] /= norm
+            acc += W[k, f]
+        colsum[k] = acc
+
+
+@njit(**_OPTS)
+def online_frames(V, W, h, U, buf_X, buf_A, energy, info, n_speech, n_iter, n_dict_iter, sparsity, quantile,
+                  mask_power, warm_start, update_every, eps, mask_out, ratio_out):
     """Online semi-supervised KL-NMF of the frames ``V``, one after the other.
 
     Parameters (all updated in place where marked)
@@ -62,44 +76,47 @@ def online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_di
     W : (n_atoms, n_bins) dictionary; rows ``< n_speech`` are the fixed
         speech atoms, the others the noise atoms (unit L2 norm), *updated*
     h : (n_atoms,) activations of the previous frame (warm start), *updated*
-    buf_X, buf_S : (L, n_bins) ring buffer of noise-dominated frames (each
-        divided by its mean) and of their speech models, *updated*
-    buf_A : (L, n_noise) noise activations of the buffered frames, *updated*
-    buf_info : int64 (2,) [number of buffered frames, next write slot], *updated*
-    n_speech, n_iter, n_dict_iter : ints
-    sparsity, buffer_weight, threshold, mask_power, warm_start, eps : floats
+    U : (n_noise, n_bins) positive weights of mean 1 that make the noise
+        atoms seeded from one frame differ from each other
+    buf_X : (L, n_bins) ring buffer of quiet frames, each divided by its mean, *updated*
+    buf_A : (L, n_noise) their noise activations, *updated*
+    energy : (M,) ring of the energies (sums of ``v``) of recent frames, *updated*
+    info : int64 (5,) [buffered frames, next buffer slot, energies held,
+        next energy slot, frames seen], *updated*
+    n_speech, n_iter, n_dict_iter, update_every : ints
+    sparsity, quantile, mask_power, warm_start, eps : floats
     mask_out : (n_frames, n_bins) output speech mask
     ratio_out : (n_frames,) output share of the frame's model that is speech
 
     For each frame with any energy (all-zero frames give a zero mask and leave
-    the state alone):
+    the state alone), ``t`` counting those frames from 0:
 
-    1. ``x = v / mean(v)``; ``h <- warm_start h + (1 - warm_start) h0``
-       with ``h0_k = n_bins / (n_atoms sum_f W_kf)`` (a flat model of mean 1:
-       multiplicative updates cannot revive an activation that reached 0);
-    2. ``n_iter`` KL updates of all of ``h`` with ``W`` fixed, L1 weight
-       ``sparsity``;
-    3. ``n_dict_iter`` times: one KL update of the noise atoms on the
-       objective ``D(x | W h) + (buffer_weight / n_buf) sum_b D(x_b | s_b +
-       W_n a_b)`` (buffered speech models ``s_b`` and activations ``a_b``
-       held), the noise atoms rescaled to unit L2 norm (activations
-       compensated), then one more update of ``h``;
-    4. masks ``S^p / (S^p + N^p)`` from ``S = W_s^T h_s``, ``N = W_n^T h_n``;
-    5. if ``sum S / sum (S + N) < threshold`` the frame is noise-dominated
-       and joins the ring buffer (the oldest frame leaves when it is full).
+    1. ``x = v / mean(v)``; if ``t < n_noise``, noise atoms ``j >= t`` are
+       (re)seeded as ``x * U[j]`` at unit norm, so atom ``j`` starts from
+       frame ``j``;
+    2. ``h <- warm_start h + (1 - warm_start) h0`` with ``h0_k = n_bins /
+       (n_atoms sum_f W_kf)`` (a flat model of mean 1: multiplicative updates
+       cannot revive an activation that reached 0), then ``n_iter`` KL
+       updates of all of ``h`` with ``W`` fixed, L1 weight ``sparsity``;
+    3. the frame is *quiet* if at most ``quantile`` of the energies in the
+       ring are below its own (``sum(v)``); its energy then enters the ring;
+       a quiet frame enters the buffer with its noise activations (FIFO);
+    4. when ``t % update_every == 0``, ``n_dict_iter`` rounds of KL-NMF of the
+       buffer with the noise atoms alone: one update of every buffered
+       frame's activations (L1 weight ``sparsity``), one of the noise atoms
+       on ``sum_b D(x_b | W_n^T a_b)``, the atoms rescaled to unit L2 norm
+       (activations compensated); then one more update of ``h``;
+    5. masks ``S^p / (S^p + N^p)`` from ``S = W_s^T h_s``, ``N = W_n^T h_n``.
     """
     n_frames, F = V.shape
     K = W.shape[0]
     Kn = K - n_speech
     L = buf_X.shape[0]
+    M = energy.shape[0]
     colsum = np.empty(K)
-    wh = np.empty(F)
-    ratio = np.empty(F)
     x = np.empty(F)
     s = np.empty(F)
     nz = np.empty(F)
-    numW = np.empty((Kn, F))
-    denW = np.empty(Kn)
     for k in range(K):
         acc = 0.0
         for f in range(F):
@@ -117,49 +134,57 @@ def online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_di
         inv_scale = F / total
         for f in range(F):
             x[f] = V[t, f] * inv_scale
+        seen = info[4]
+        if seen < Kn:
+            _seed_atoms(W, colsum, x, U, n_speech, seen, eps)
         for k in range(K):
             h[k] = warm_start * h[k] + (1.0 - warm_start) * F / (K * max(colsum[k], eps))
         for _ in range(n_iter):
-            kl_activation_step(h, W, colsum, x, wh, ratio, 0, sparsity, eps)
-        if Kn > 0:
+            kl_activation_step(h, W, colsum, x, 0, sparsity, eps)
+        # -- is the frame quiet against the recent ones?
+        n_e = info[2]
+        below = 0
+        for i in range(n_e):
+            if energy[i] < total:
+                below += 1
+        quiet = below <= quantile * n_e
+        if M > 0:
+            energy[info[3]] = total
+            info[3] = (info[3] + 1) % M
+            if n_e < M:
+                info[2] = n_e + 1
+        if quiet and L > 0 and Kn > 0:
+            slot = info[1]
+            for f in range(F):
+                buf_X[slot, f] = x[f]
+            for j in range(Kn):
+                buf_A[slot, j] = h[n_speech + j]
+            info[1] = (slot + 1) % L
+            if info[0] < L:
+                info[0] += 1
+        # -- noise atoms: KL-NMF of the buffer, warm-started (products in BLAS)
+        n_buf = info[0]
+        if Kn > 0 and n_buf > 0 and seen % update_every == 0:
+            X = buf_X[:n_buf]
+            A = buf_A[:n_buf]
             for _ in range(n_dict_iter):
-                # -- noise atoms: current frame (weight 1) + buffer (total weight buffer_weight)
-                for f in range(F):
-                    wh[f] = 0.0
-                for k in range(K):
-                    hk = h[k]
-                    for f in range(F):
-                        wh[f] += hk * W[k, f]
-                for f in range(F):
-                    ratio[f] = x[f] / max(wh[f], eps)
-                for j in range(Kn):
-                    hj = h[n_speech + j]
-                    denW[j] = hj
-                    for f in range(F):
-                        numW[j, f] = hj * ratio[f]
-                n_buf = buf_info[0]
-                if n_buf > 0:
-                    wb = buffer_weight / n_buf
-                    for b in range(n_buf):
-                        for f in range(F):
-                            wh[f] = buf_S[b, f]
-                        for j in range(Kn):
-                            a = buf_A[b, j]
-                            for f in range(F):
-                                wh[f] += a * W[n_speech + j, f]
-                        for f in range(F):
-                            ratio[f] = buf_X[b, f] / max(wh[f], eps)
-                        for j in range(Kn):
-                            a = wb * buf_A[b, j]
-                            denW[j] += a
-                            for f in range(F):
-                                numW[j, f] += a * ratio[f]
+                Wn = W[n_speech:]
+                R = X / np.maximum(np.dot(A, Wn), eps)
+                G = np.dot(R, Wn.T)
+                for b in range(n_buf):  # the frames' activations first
+                    for j in range(Kn):
+                        A[b, j] *= G[b, j] / max(colsum[n_speech + j] + sparsity, eps)
+                R = X / np.maximum(np.dot(A, Wn), eps)
+                num = np.dot(A.T, R)  # then the atoms, with the new activations
                 for j in range(Kn):
                     k = n_speech + j
-                    d = max(denW[j], eps)
+                    d = 0.0
+                    for b in range(n_buf):
+                        d += A[b, j]
+                    d = max(d, eps)
                     norm = 0.0
                     for f in range(F):
-                        w = W[k, f] * (numW[j, f] / d)
+                        w = W[k, f] * (num[j, f] / d)
                         W[k, f] = w
                         norm += w * w
                     norm = max(np.sqrt(norm), eps)
@@ -170,9 +195,9 @@ def online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_di
                     colsum[k] = acc
                     h[k] *= norm
                     for b in range(n_buf):
-                        buf_A[b, j] *= norm
-                kl_activation_step(h, W, colsum, x, wh, ratio, 0, sparsity, eps)
-        # -- masks and the buffer decision
+                        A[b, j] *= norm
+            kl_activation_step(h, W, colsum, x, 0, sparsity, eps)
+        # -- masks
         for f in range(F):
             s[f] = 0.0
             nz[f] = 0.0
@@ -192,23 +217,16 @@ def online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_di
             if mask_power == 1.0:
                 sp = s[f]
                 npw = nz[f]
+            elif mask_power == 2.0:
+                sp = s[f] * s[f]
+                npw = nz[f] * nz[f]
             else:
                 sp = s[f] ** mask_power
                 npw = nz[f] ** mask_power
             den = sp + npw
             mask_out[t, f] = sp / den if den > 0.0 else 0.0
-        r = s_tot / (s_tot + n_tot) if s_tot + n_tot > 0.0 else 1.0
-        ratio_out[t] = r
-        if L > 0 and Kn > 0 and r < threshold:
-            slot = buf_info[1]
-            for f in range(F):
-                buf_X[slot, f] = x[f]
-                buf_S[slot, f] = s[f]
-            for j in range(Kn):
-                buf_A[slot, j] = h[n_speech + j]
-            buf_info[1] = (slot + 1) % L
-            if buf_info[0] < L:
-                buf_info[0] += 1
+        ratio_out[t] = s_tot / (s_tot + n_tot) if s_tot + n_tot > 0.0 else 1.0
+        info[4] = seen + 1
 
 
 @njit(**_OPTS)

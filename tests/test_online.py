@@ -101,12 +101,13 @@ def test_streaming_stft_output_is_final_within_latency(rng):
 
 
 # --------------------------------------------------------------------------- kernels vs NumPy oracles
-def oracle_online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_iter, n_dict_iter, sparsity,
-                         buffer_weight, threshold, mask_power, warm_start, eps):
+def oracle_online_frames(V, W, h, U, buf_X, buf_A, energy, info, n_speech, n_iter, n_dict_iter, sparsity, quantile,
+                         mask_power, warm_start, update_every, eps):
     """The per-frame algorithm of the kernel's docstring, in vectorised NumPy."""
-    W, h, buf_X, buf_S, buf_A, buf_info = (a.copy() for a in (W, h, buf_X, buf_S, buf_A, buf_info))
+    W, h, buf_X, buf_A, energy, info = (a.copy() for a in (W, h, buf_X, buf_A, energy, info))
     K, F = W.shape
-    L = buf_X.shape[0]
+    Kn = K - n_speech
+    L, M = buf_X.shape[0], energy.shape[0]
     masks, ratios = np.zeros_like(V), np.zeros(V.shape[0])
 
     def h_step(h):
@@ -117,58 +118,87 @@ def oracle_online_frames(V, W, h, buf_X, buf_S, buf_A, buf_info, n_speech, n_ite
         if not v.sum() > 0:
             continue
         x = v / v.mean()
+        seen = info[4]
+        if seen < Kn:
+            seeded = x * U[seen:]
+            W[n_speech + seen:] = seeded / np.linalg.norm(seeded, axis=1, keepdims=True)
         h = warm_start * h + (1 - warm_start) * F / (K * np.maximum(W.sum(axis=1), eps))
         for _ in range(n_iter):
             h = h_step(h)
-        for _ in range(n_dict_iter):
-            Wn = W[n_speech:]
-            r = x / np.maximum(W.T @ h, eps)
-            num = np.outer(h[n_speech:], r)
-            den = h[n_speech:].copy()
-            nb = buf_info[0]
-            if nb:
-                A = buf_A[:nb]
-                R = buf_X[:nb] / np.maximum(buf_S[:nb] + A @ Wn, eps)
-                num += buffer_weight / nb * A.T @ R
-                den += buffer_weight / nb * A.sum(axis=0)
-            Wn = Wn * num / np.maximum(den, eps)[:, None]
-            norms = np.maximum(np.linalg.norm(Wn, axis=1), eps)
-            W[n_speech:] = Wn / norms[:, None]
-            h[n_speech:] *= norms
-            buf_A[:nb] *= norms
+        held = energy[: info[2]]
+        quiet = np.sum(held < v.sum()) <= quantile * held.size
+        if M:
+            energy[info[3]] = v.sum()
+            info[3] = (info[3] + 1) % M
+            info[2] = min(info[2] + 1, M)
+        if quiet and L:
+            buf_X[info[1]], buf_A[info[1]] = x, h[n_speech:]
+            info[1] = (info[1] + 1) % L
+            info[0] = min(info[0] + 1, L)
+        nb = info[0]
+        if nb and seen % update_every == 0:
+            X, A = buf_X[:nb], buf_A[:nb]
+            for _ in range(n_dict_iter):
+                Wn = W[n_speech:]
+                A = A * ((X / np.maximum(A @ Wn, eps)) @ Wn.T) / np.maximum(Wn.sum(axis=1) + sparsity, eps)
+                R = X / np.maximum(A @ Wn, eps)
+                Wn = Wn * (A.T @ R) / np.maximum(A.sum(axis=0), eps)[:, None]
+                norms = np.maximum(np.linalg.norm(Wn, axis=1), eps)
+                W[n_speech:] = Wn / norms[:, None]
+                A = A * norms
+                h[n_speech:] *= norms
+            buf_A[:nb] = A
             h = h_step(h)
         s, n = W[:n_speech].T @ h[:n_speech], W[n_speech:].T @ h[n_speech:]
         sp, npw = s**mask_power, n**mask_power
         masks[t] = np.where(sp + npw > 0, sp / np.where(sp + npw > 0, sp + npw, 1), 0)
         ratios[t] = s.sum() / (s.sum() + n.sum())
-        if L and ratios[t] < threshold:
-            slot = buf_info[1]
-            buf_X[slot], buf_S[slot], buf_A[slot] = x, s, h[n_speech:]
-            buf_info[1] = (slot + 1) % L
-            buf_info[0] = min(buf_info[0] + 1, L)
-    return masks, ratios, W, h, buf_X, buf_S, buf_A, buf_info
+        info[4] += 1
+    return masks, ratios, W, h, buf_X, buf_A, energy, info
 
 
-@pytest.mark.parametrize("mask_power", [1.0, 2.0])
-def test_online_frames_kernel_matches_oracle(rng, mask_power):
-    F, Ks, Kn, L, T = 33, 5, 3, 4, 12
+@pytest.mark.parametrize("mask_power, update_every", [(1.0, 1), (2.0, 2), (1.5, 3)])
+def test_online_frames_kernel_matches_oracle(rng, mask_power, update_every):
+    F, Ks, Kn, L, M, T = 33, 5, 3, 4, 6, 14
     V = rng.uniform(0, 2, size=(T, F)) * (rng.random((T, F)) > 0.2)
+    V *= rng.uniform(0.1, 3, size=(T, 1))  # frames of different energies: some are quiet
     V[3] = 0.0  # an all-zero frame leaves the state alone
     W = np.vstack([rng.uniform(0.1, 1, (Ks, F)), rng.uniform(0.1, 1, (Kn, F))])
     W /= np.linalg.norm(W, axis=1, keepdims=True)
+    U = rng.uniform(0.5, 1.5, (Kn, F))
     h = rng.uniform(0.1, 1, Ks + Kn)
-    bufs = (np.zeros((L, F)), np.zeros((L, F)), np.zeros((L, Kn)), np.zeros(2, dtype=np.int64))
-    args = (2, 1, 0.1, 1.5, 0.9, mask_power, 0.5, np.finfo(np.float64).eps)  # n_iter, n_dict, ..., eps
-    expected = oracle_online_frames(V, W, h, *bufs, Ks, *args)
+    bufs = (np.zeros((L, F)), np.zeros((L, Kn)), np.zeros(M), np.zeros(5, dtype=np.int64))
+    args = (2, 2, 0.3, 0.5, mask_power, 0.7, update_every, np.finfo(np.float64).eps)
+    expected = oracle_online_frames(V, W, h, U, *bufs, Ks, *args)
     state = [W.copy(), h.copy()] + [b.copy() for b in bufs]
     mask, ratio = np.empty_like(V), np.empty(T)
-    online_frames(V, *state, Ks, *args, mask, ratio)
-    assert expected[7][0] > 0  # the buffer was used
+    online_frames(V, state[0], state[1], U, *state[2:], Ks, *args, mask, ratio)
+    info = expected[7]
+    assert info[0] == L and info[4] == T - 1  # the buffer filled up (and wrapped); the zero frame did not count
+    assert 0 < np.count_nonzero(mask) < mask.size
     np.testing.assert_allclose(mask, expected[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ratio, expected[1], rtol=1e-9, atol=1e-12)
     for got, want in zip(state, expected[2:]):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(W[:Ks], state[0][:Ks])  # speech atoms fixed
+
+
+def test_quiet_frames_feed_the_buffer(rng):
+    """Frames quieter than all but a `quantile` share of the recent ones enter the buffer; loud ones do not."""
+    F, Ks, Kn, L, M = 17, 3, 2, 50, 50
+    quiet_idx = [0, 5, 9, 13, 20]
+    V = rng.uniform(0.5, 1.5, size=(25, F)) * 100.0
+    V[quiet_idx] = rng.uniform(0.5, 1.5, size=F) * 0.9 ** np.arange(5)[:, None]  # each the quietest so far
+    W = rng.uniform(0.1, 1, (Ks + Kn, F))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    U = np.ones((Kn, F))
+    state = [np.full(Ks + Kn, 0.5), np.zeros((L, F)), np.zeros((L, Kn)), np.zeros(M), np.zeros(5, dtype=np.int64)]
+    mask, ratio = np.empty_like(V), np.empty(25)
+    online_frames(V, W, state[0], U, *state[1:], Ks, 2, 1, 1.0, 0.1, 2.0, 0.5, 1, np.finfo(np.float64).eps,
+                  mask, ratio)
+    buf_X, info = state[1], state[4]
+    assert info[0] == len(quiet_idx)
+    np.testing.assert_allclose(buf_X[: info[0]], V[quiet_idx] / V[quiet_idx].mean(axis=1, keepdims=True))
 
 
 def test_overlap_add_kernel_matches_oracle(rng):
@@ -204,7 +234,7 @@ def test_block_size_invariance(online, noisy, block):
         sizes = list(np.random.default_rng(1).integers(0, 3000, size=30)) + [noisy.size]
     else:
         sizes = [block] * (noisy.size // block + 1)
-    np.testing.assert_allclose(_stream(model, noisy, sizes), whole, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(_stream(model, noisy, sizes), whole)  # bit-identical
 
 
 def test_reset_restores_initial_state(online, noisy):
@@ -360,12 +390,12 @@ def test_denoise_file_other_rate_and_channels(online, noisy, tmp_path):
 # --------------------------------------------------------------------------- quality
 @pytest.mark.slow
 def test_stationary_noise_online_approaches_offline(example_task):
-    """On stationary noise (running tap) the online result is within 7 dB SI-SDR of offline NMF (measured gap: 6.1 dB; see the report)."""
+    """On stationary noise (running tap) online is within 2.5 dB SI-SDR of offline NMF (measured gap: 1.7 dB)."""
     offline = SemiSupervisedNMF(n_components=32, random_state=0, mask_power=2.0).fit(example_task.enrollment)
     model = OnlineNMF(speech_model=offline, random_state=0).fit()
     mix = example_task.test[0]
     s_off = si_sdr(offline.denoise(mix.mixture), mix.speech)
     s_on = si_sdr(model.denoise(mix.mixture), mix.speech)
     base = si_sdr(mix.mixture, mix.speech)
-    assert s_on > base + 1.0  # it enhances
-    assert s_on > s_off - 7.0
+    assert s_on > base + 8.0  # it enhances (measured: +10.8 dB)
+    assert s_on > s_off - 2.5
