@@ -23,7 +23,11 @@ sees NumPy's allocations), and, in fresh subprocesses, ``import pse_nmf``
 plus the first ``denoise`` with an empty Numba cache (compile time) and with a
 warm one.
 
-Every timing is the median of several repetitions after a warm-up.
+Every timing is the median of several repetitions after a warm-up; the
+contenders take turns within each repetition, so that load from elsewhere
+falls on all of them alike. On 2 cores, OpenBLAS's spinning workers make any
+2-thread product many times slower while another process holds a core: for
+figures to compare across runs, run on an idle machine, or with --threads 1.
 """
 
 from __future__ import annotations
@@ -112,15 +116,6 @@ def _sklearn(X, A, D, beta, n_iter):
     return A, model.components_
 
 
-def _median_ms(fn, reps, n_iter):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) / n_iter * 1e3)
-    return float(np.median(times))
-
-
 def _product_bound_ms(T, F, K, dtype, reps):
     """Median time of the four products of one all-free update (A@D, R@D.T, A@D, A.T@R)."""
     rng = np.random.default_rng(0)
@@ -182,10 +177,16 @@ def bench_updates(shapes, betas, n_iter, reps, with_torch):
             cases.append(("numpy f32", bound32, lambda: _numpy_mu(X, A0.copy(), D0.copy(), beta, n_iter)))
             if with_torch:
                 cases.append(("torch f32", bound32, lambda: _torch_mu(X, A0.copy(), D0.copy(), beta, n_iter)))
-            results = {}
-            for name, bound, fn in cases:
+            for _, _, fn in cases:
                 fn()  # warm-up (compilation, caches)
-                results[name] = (_median_ms(fn, reps, n_iter), bound)
+            # round robin: a burst of load from elsewhere hits every contender alike, not one row
+            samples = {name: [] for name, _, _ in cases}
+            for _ in range(reps):
+                for name, _, fn in cases:
+                    t0 = time.perf_counter()
+                    fn()
+                    samples[name].append((time.perf_counter() - t0) / n_iter * 1e3)
+            results = {name: (float(np.median(samples[name])), bound) for name, bound, _ in cases}
             for name, (ms, bound) in results.items():
                 tag = "f64" if "f64" in name else "f32"
                 ref = results.get(f"scikit-learn {tag}", (np.nan,))[0]

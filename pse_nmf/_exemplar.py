@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._persistence import ModelFileError, register_estimator
+from ._persistence import register_estimator
 from ._usm import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
 
 __all__ = ["ExemplarNMF"]

@@ -5,22 +5,20 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from . import _kernels as K
-from ._audio import ratio_mask
 from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged, beta_divergence
-from ._persistence import ModelFileError, ModelIOMixin, register_estimator
-from ._spectral import AudioMixin, is_recordings
+from ._persistence import ModelIOMixin, register_estimator
+from ._spectral import AudioMixin, MaskTransformerMixin, is_recordings
 
 __all__ = ["SemiSupervisedNMF"]
 
 
 @register_estimator
-class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimator):
+class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEstimator):
     r"""Semi-supervised NMF speech enhancement with a personal dictionary.
 
     ``fit`` learns a dictionary ``D_s`` of the known source (by default the
@@ -168,12 +166,6 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         self.n_threads = n_threads
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, X, y=None, *, sr=None, downmix=False):
         """Learn the known source's dictionary.
@@ -217,19 +209,8 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         self.reconstruction_err_ = beta_divergence(V / V.mean(), A @ D / V.mean(), _beta_value(self.beta))
         return self
 
-    def _validate_frames(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
-        check_non_negative(X, f"{type(self).__name__} (input X)")
-        return X
-
     def _check_loaded(self):
-        D = np.asarray(self.components_)
-        if D.ndim != 2 or D.shape != (self.n_components, self.n_features_in_):
-            raise ModelFileError(
-                f"components_ has shape {D.shape}, but the settings say ({self.n_components}, {self.n_features_in_})"
-            )
-        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
-            raise ModelFileError("components_ holds negative or non-finite values")
+        self._check_components(self.n_components)
 
     # -- test time ------------------------------------------------------------------------------
     def _decompose(self, V):
@@ -267,30 +248,3 @@ class SemiSupervisedNMF(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimato
         atoms = V[pick] / np.maximum(np.linalg.norm(V[pick], axis=1, keepdims=True), np.finfo(V.dtype).tiny)
         atoms = atoms + _init_atoms(n, V.shape[1], V.dtype, rng) * V.dtype.type(0.1)
         return atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
-
-    def transform(self, X):
-        """Speech estimate of each frame: ``X`` times the speech mask.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_frames, n_bins), non-negative
-            Noisy frames (e.g. STFT magnitudes). The test-time atoms are
-            learned on all of ``X`` together.
-
-        Returns
-        -------
-        ndarray of shape (n_frames, n_bins)
-        """
-        check_is_fitted(self)
-        X = self._validate_frames(X, reset=False)
-        if not np.any(X):
-            return np.zeros_like(X)
-        speech, noise = self._decompose(X)
-        return X * ratio_mask(speech, noise, power=self.mask_power)
-
-    def get_feature_names_out(self, input_features=None):
-        """Same names as the input features: ``transform`` keeps the bins."""
-        from sklearn.utils.validation import _check_feature_names_in
-
-        check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import TransformerMixin
 
 from ._audio import AUDIO_EXTENSIONS, check_waveform, istft, ratio_mask, read_audio, resample, stft
 
-__all__ = ["AudioMixin", "is_recordings", "load_recordings_list"]
+__all__ = ["AudioMixin", "MaskTransformerMixin", "is_recordings", "load_recordings_list"]
 
 
 def is_recordings(X):
@@ -207,3 +208,68 @@ class AudioMixin:
             Silent input gives silent output.
         """
         return self.separate(x, sr=sr, downmix=downmix)[0]
+
+
+class MaskTransformerMixin(TransformerMixin):
+    """Frame-level (scikit-learn) face of the dictionary denoisers.
+
+    ``transform(X)`` returns the speech estimate of each non-negative frame,
+    ``X`` times the speech mask of ``_decompose(X)``, so the estimators fit in
+    a :class:`~sklearn.pipeline.Pipeline`. Requires ``mask_power``,
+    ``components_`` and ``n_features_in_``.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _validate_frames(self, X, reset):
+        from sklearn.utils.validation import check_non_negative, validate_data
+
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        check_non_negative(X, f"{type(self).__name__} (input X)")
+        return X
+
+    def transform(self, X):
+        """Speech estimate of each frame: ``X`` times the speech mask.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            Noisy frames (e.g. STFT magnitudes). What is learned at test time
+            (the noise atoms, and an utterance-level block selection) is
+            fitted on all of ``X`` together.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        X = self._validate_frames(X, reset=False)
+        if not np.any(X):
+            return np.zeros_like(X)
+        speech, noise = self._decompose(X)
+        return X * ratio_mask(speech, noise, power=self.mask_power)
+
+    def get_feature_names_out(self, input_features=None):
+        """Same names as the input features: ``transform`` keeps the bins."""
+        from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def _check_components(self, n_expected):
+        """Raise ModelFileError unless ``components_`` is (n_expected, n_features_in_), finite, >= 0."""
+        from ._persistence import ModelFileError
+
+        D = np.asarray(self.components_)
+        if D.ndim != 2 or D.shape != (n_expected, self.n_features_in_):
+            raise ModelFileError(
+                f"components_ has shape {D.shape}, but the settings say ({n_expected}, {self.n_features_in_})"
+            )
+        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
+            raise ModelFileError("components_ holds negative or non-finite values")

@@ -14,17 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels as K
-from ._audio import check_waveform, ratio_mask, resample
+from ._audio import check_waveform, resample
 from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged
 from ._penalties import BlockPenalty
 from ._persistence import ModelFileError, ModelIOMixin, register_estimator
-from ._spectral import AudioMixin, is_recordings
+from ._spectral import AudioMixin, MaskTransformerMixin, is_recordings
 
 __all__ = ["USM", "plot_block_usage"]
 
@@ -68,7 +68,7 @@ def _is_speaker_lists(X):
     return isinstance(first[0], (str, os.PathLike)) or (isinstance(first[0], np.ndarray) and first[0].ndim == 1)
 
 
-class _SpeechDictionaryEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimator):
+class _SpeechDictionaryEnhancer(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEstimator):
     """Fixed speech atoms ``components_`` + ``n_noise_components`` atoms learned per input.
 
     Subclasses fit ``components_`` and may return a penalty object from
@@ -77,18 +77,6 @@ class _SpeechDictionaryEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, Base
     """
 
     _fitted_arrays = ("components_",)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    # -- input handling --------------------------------------------------------------------------
-    def _validate_frames(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
-        check_non_negative(X, f"{type(self).__name__} (input X)")
-        return X
 
     def _waveform_frames(self, x, sr=None, downmix=False):
         """Non-negative frames (n_frames, n_bins) of a waveform at the model's rate."""
@@ -160,41 +148,6 @@ class _SpeechDictionaryEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, Base
         A, D, k = self._activations(V)
         return A[:, :k] @ D[:k], A[:, k:] @ D[k:]
 
-    def transform(self, X):
-        """Speech estimate of each frame: ``X`` times the speech mask.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_frames, n_bins), non-negative
-            Noisy frames; the noise atoms (and, for utterance-level block
-            sparsity, the block selection) are fitted on all of ``X`` together.
-
-        Returns
-        -------
-        ndarray of shape (n_frames, n_bins)
-        """
-        check_is_fitted(self)
-        X = self._validate_frames(X, reset=False)
-        if not np.any(X):
-            return np.zeros_like(X)
-        speech, noise = self._decompose(X)
-        return X * ratio_mask(speech, noise, power=self.mask_power)
-
-    def get_feature_names_out(self, input_features=None):
-        """Same names as the input features: ``transform`` keeps the bins."""
-        from sklearn.utils.validation import _check_feature_names_in
-
-        check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)
-
-    def _check_components(self, n_expected):
-        D = np.asarray(self.components_)
-        if D.ndim != 2 or D.shape != (n_expected, self.n_features_in_):
-            raise ModelFileError(
-                f"components_ has shape {D.shape}, but the settings say ({n_expected}, {self.n_features_in_})"
-            )
-        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
-            raise ModelFileError("components_ holds negative or non-finite values")
 
 
 @register_estimator
