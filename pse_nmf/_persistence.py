@@ -53,6 +53,7 @@ _OPTIONAL_ESTIMATORS = {
     "GRUEnhancer": "pse_nmf.neural",
     "DAEEnhancer": "pse_nmf.neural",
     "TCNEnhancer": "pse_nmf.neural",
+    "AdaptiveDAE": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 

@@ -18,6 +18,10 @@ except ImportError as exc:
 from ._base import BaseNeuralEnhancer
 from ._enhancers import DAEEnhancer, GRUEnhancer, TCNEnhancer
 from ._distill import DistilledStudent
+from ._adaptive import AdaptiveDAE
 from ._models import complexity
 
-__all__ = ["GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "BaseNeuralEnhancer", "complexity"]
+__all__ = [
+    "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
+    "complexity",
+]
