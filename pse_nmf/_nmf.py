@@ -233,7 +233,11 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
             K.mu_step(Df, num, den, gamma, eps)
             if not all_free:
                 D[free_idx] = Df
-            _normalize_rows(D, A, free_idx)
+            # Without a penalty the updates are scale-equivariant ((A L, L^-1 D) gives the same
+            # products), so renormalising only every check_every iterations (against drift) and at
+            # the end changes nothing but rounding; with a penalty the norm is part of the update.
+            if penalty is not None or n_iter % check_every == 0:
+                _normalize_rows(D, A, free_idx)
         if check:
             error = objective(div)
             if verbose:
@@ -244,6 +248,8 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
                 converged = True
                 break
             previous_error = error
+    if update_D:
+        _normalize_rows(D, A, free_idx)
     np.matmul(A, D, out=WH)
     final = objective(float(K.beta_divergence_kernel(X, WH, beta, eps)))
     return n_iter, final, converged
