@@ -19,7 +19,7 @@ from ._audio import _atomic_write, check_waveform, resample
 from ._nmf import _factorize, _init_atoms, _warn_not_converged, beta_divergence
 from ._online_kernels import online_frames
 from ._persistence import ModelFileError, ModelIOMixin, register_estimator
-from ._spectral import AudioMixin, is_recordings
+from ._spectral import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
 from ._stream import StreamingSTFT
 
 __all__ = ["OnlineNMF"]
@@ -256,12 +256,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "sr": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
-        "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "n_threads": [numbers.Integral, None],
-        "verbose": ["verbose"],
+        **AUDIO_CONSTRAINTS,
     }
     _fitted_arrays = ("components_", "initial_noise_components_")
     _fitted_scalars = ("n_iter_", "n_features_in_")

@@ -10,9 +10,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import _kernels as K
-from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged, beta_divergence
+from ._nmf import (
+    _beta_value,
+    _factorize,
+    _init_atoms,
+    _warn_not_converged,
+    beta_divergence,
+)
 from ._persistence import ModelIOMixin, register_estimator
-from ._spectral import AudioMixin, MaskTransformerMixin, is_recordings
+from ._spectral import (
+    AUDIO_CONSTRAINTS,
+    AudioMixin,
+    MaskTransformerMixin,
+    is_recordings,
+)
 
 __all__ = ["SemiSupervisedNMF"]
 
@@ -135,12 +146,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "sr": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
-        "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "n_threads": [numbers.Integral, None],
-        "verbose": ["verbose"],
+        **AUDIO_CONSTRAINTS,
     }
     _fitted_arrays = ("components_",)
     _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")

@@ -9,16 +9,36 @@ resampling and lengths, so every estimator denoises the same way.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import TransformerMixin
+from sklearn.utils._param_validation import Interval
 
-from ._audio import AUDIO_EXTENSIONS, check_waveform, istft, ratio_mask, read_audio, resample, stft
+from ._audio import (
+    AUDIO_EXTENSIONS,
+    check_waveform,
+    istft,
+    ratio_mask,
+    read_audio,
+    resample,
+    stft,
+)
 
-__all__ = ["AudioMixin", "MaskTransformerMixin", "is_recordings", "load_recordings_list"]
+__all__ = ["AUDIO_CONSTRAINTS", "AudioMixin", "MaskTransformerMixin", "is_recordings", "load_recordings_list"]
+
+#: Parameter constraints shared by the audio estimators (merged into each one's ``_parameter_constraints``).
+AUDIO_CONSTRAINTS = {
+    "sr": [Interval(numbers.Integral, 1, None, closed="left")],
+    "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
+    "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+    "n_threads": [numbers.Integral, None],
+    "verbose": ["verbose"],
+}
 
 
 def is_recordings(X):

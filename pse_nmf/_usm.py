@@ -24,7 +24,12 @@ from ._audio import check_waveform, resample
 from ._nmf import _beta_value, _factorize, _init_atoms, _warn_not_converged
 from ._penalties import BlockPenalty
 from ._persistence import ModelFileError, ModelIOMixin, register_estimator
-from ._spectral import AudioMixin, MaskTransformerMixin, is_recordings
+from ._spectral import (
+    AUDIO_CONSTRAINTS,
+    AudioMixin,
+    MaskTransformerMixin,
+    is_recordings,
+)
 
 __all__ = ["USM", "plot_block_usage"]
 
@@ -42,12 +47,7 @@ _COMMON_CONSTRAINTS = {
     "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
-    "sr": [Interval(numbers.Integral, 1, None, closed="left")],
-    "n_fft": [Interval(numbers.Integral, 16, None, closed="left")],
-    "hop_length": [Interval(numbers.Integral, 1, None, closed="left")],
-    "random_state": ["random_state"],
-    "n_threads": [numbers.Integral, None],
-    "verbose": ["verbose"],
+    **AUDIO_CONSTRAINTS,
 }
 
 
