@@ -30,7 +30,8 @@ from numba import njit
 prange = range  # serial kernels; see the module docstring
 
 __all__ = ["auto_threads", "beta_divergence_kernel", "beta_terms", "busy_cores", "is_terms", "kl_terms",
-           "mu_step", "thread_limit"]
+           "mu_step", "mu_step_cols",
+           "mu_step_rows", "thread_limit"]
 
 # error_model="numpy": a float division by zero gives inf instead of raising, as in NumPy. The
 # default ("python") puts a zero check on every division, which stops LLVM from vectorising the
@@ -120,6 +121,38 @@ def mu_step(A, num, den, gamma, eps):
     for i in prange(n):
         for j in range(m):
             r = num[i, j] / max(den[i, j], eps)
+            if gamma != 1.0:
+                r = r**gamma
+            A[i, j] *= r
+
+
+@njit(**_OPTS)
+def mu_step_cols(A, num, den, gamma, eps):
+    """``mu_step`` with a denominator constant down each column: ``den`` of shape (m,).
+
+    KL's activation update divides by the atoms' sums, the same for every
+    frame; this spares the (n_frames, n_atoms) denominator array.
+    """
+    n, m = A.shape
+    for i in prange(n):
+        for j in range(m):
+            r = num[i, j] / max(den[j], eps)
+            if gamma != 1.0:
+                r = r**gamma
+            A[i, j] *= r
+
+
+@njit(**_OPTS)
+def mu_step_rows(A, num, den, gamma, eps):
+    """``mu_step`` with a denominator constant along each row: ``den`` of shape (n,).
+
+    KL's dictionary update divides atom k by the sum of its activations.
+    """
+    n, m = A.shape
+    for i in prange(n):
+        d = max(den[i], eps)
+        for j in range(m):
+            r = num[i, j] / d
             if gamma != 1.0:
                 r = r**gamma
             A[i, j] *= r

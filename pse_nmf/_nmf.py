@@ -198,12 +198,18 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
                     div = d
                 num = num_f @ D.T
                 if den_f is None:  # KL: the denominator factor is a matrix of ones
-                    den = np.broadcast_to(D.sum(axis=1), A.shape).copy()
+                    den = D.sum(axis=1)  # one value per atom, the same for every frame
                 else:
                     den = den_f @ D.T
             if penalty is not None:
-                den += penalty.gradient(A)
-            K.mu_step(A, num, den, gamma, eps)
+                grad = penalty.gradient(A)
+                den = den + grad if np.ndim(grad) <= den.ndim else den[None, :] + grad
+                if den.ndim == 2 and den.shape != A.shape:  # e.g. a (1, n_atoms) gradient
+                    den = np.ascontiguousarray(np.broadcast_to(den, A.shape))
+            if den.ndim == 1:
+                K.mu_step_cols(A, num, den, gamma, eps)
+            else:
+                K.mu_step(A, num, den, gamma, eps)
         if update_D:
             Af = A if all_free else A[:, free_idx]
             if gram:
@@ -219,18 +225,23 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
                     div = d
                 num = Af.T @ num_f
                 if den_f is None:
-                    den = np.broadcast_to(Af.sum(axis=0)[:, None], num.shape).copy()
+                    den = Af.sum(axis=0)  # one value per atom, the same for every bin
                 else:
                     den = Af.T @ den_f
             Df = D if all_free else D[free_idx]
             if penalty is not None:
+                if den.ndim == 1:
+                    den = np.repeat(den[:, None], num.shape[1], axis=1)
                 # Le Roux et al. 2015: gradient of the objective w.r.t. unnormalised
                 # atoms, split into positive and negative parts.
                 num_extra = Df * np.einsum("kf,kf->k", Df, den)[:, None]
                 den_extra = Df * np.einsum("kf,kf->k", Df, num)[:, None]
                 num += num_extra
                 den += den_extra
-            K.mu_step(Df, num, den, gamma, eps)
+            if den.ndim == 1:
+                K.mu_step_rows(Df, num, den, gamma, eps)
+            else:
+                K.mu_step(Df, num, den, gamma, eps)
             if not all_free:
                 D[free_idx] = Df
             # Without a penalty the updates are scale-equivariant ((A L, L^-1 D) gives the same

@@ -171,6 +171,25 @@ def test_mu_step_matches_oracle(dtype, gamma):
     np.testing.assert_array_equal(den, den0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [1.0, 0.5])
+@pytest.mark.parametrize("axis", ["cols", "rows"])
+def test_mu_step_broadcast_matches_oracle(dtype, gamma, axis):
+    """The vector-denominator kernels equal mu_step with the vector broadcast to a full array."""
+    rng = np.random.default_rng(5)
+    A = rng.uniform(0.0, 2.0, size=(19, 7)).astype(dtype)
+    num = rng.uniform(0.0, 2.0, size=A.shape).astype(dtype)
+    vec = rng.uniform(0.0, 2.0, size=A.shape[1] if axis == "cols" else A.shape[0]).astype(dtype)
+    vec[1] = 0.0  # floored at eps
+    full = np.broadcast_to(vec if axis == "cols" else vec[:, None], A.shape)
+    eps = np.finfo(dtype).eps
+    expected = oracle_mu_step(A, num, full, gamma, eps)
+    kernel = K.mu_step_cols if axis == "cols" else K.mu_step_rows
+    kernel(A, num, vec, gamma, dtype(eps))
+    assert np.all(np.isfinite(A))
+    np.testing.assert_allclose(A, expected, rtol=4 * RTOL[dtype])
+
+
 def test_mu_step_gamma_matters():
     """gamma != 1 must actually be applied (guards against a kernel that ignores it)."""
     A1 = np.ones((3, 3))
