@@ -446,8 +446,8 @@ def test_distilled_student_moves_toward_the_teacher(gru, teacher, noisy_user):
     before_student = _weights(gru)
     before_teacher = teacher.components_.copy()
     params_teacher = teacher.get_params()
-    model = DistilledStudent(gru, teacher, max_epochs=15, patience=15, learning_rate=1e-2, validation_fraction=0,
-                             random_state=0)
+    model = DistilledStudent(gru, teacher, loss="mask_mse", max_epochs=15, patience=15, learning_rate=1e-2,
+                             validation_fraction=0, random_state=0)
     _quiet_fit(model, noisy_user)
 
     def gap(student):
@@ -502,18 +502,21 @@ def test_distilled_student_refuses_bad_inputs(gru, teacher, noisy_user):
 
 @pytest.mark.slow
 def test_short_training_enhances_unseen_speaker_and_noise_clips(example):
-    """Six epochs on three example speakers improve SI-SDR for a fourth speaker and unseen noise clips.
+    """Ten epochs on three example speakers improve SI-SDR for a fourth speaker and unseen noise clips.
 
     Passing the noisy input through scores 0 dB of improvement; every 0 dB
-    mixture must gain at least 0.5 dB and the mean at least 1.5 dB (observed:
-    1.5 to 6 dB, mean ~3.6).
+    mixture must gain at least 0.25 dB and the mean at least 2 dB (observed
+    with seeds 0-2: 0.5 to 7 dB, mean ~4). Six epochs were enough before the
+    padding fix of session 3 (short segments' features normalised over the
+    real frames only); with it the first noise type needs more (-0.4 to 0.3
+    dB after six epochs, means ~2.9).
     """
     from pse_nmf import si_sdr
 
     speakers = sorted(example.speech)
     train = [y for spk in speakers[:3] for y in example.speech[spk]]
     noise_train = {k: v[:1] for k, v in example.noise.items()}
-    model = GRUEnhancer(hidden_size=32, num_layers=1, max_epochs=6, patience=6, learning_rate=3e-3, batch_size=8,
+    model = GRUEnhancer(hidden_size=32, num_layers=1, max_epochs=10, patience=10, learning_rate=3e-3, batch_size=8,
                         n_fft=256, hop_length=128, random_state=0)
     _quiet_fit(model, train, noise_train)
     gains = []
@@ -521,4 +524,4 @@ def test_short_training_enhances_unseen_speaker_and_noise_clips(example):
         s = example.speech[speakers[3]][i]
         mixture, _ = mix_at_snr(s, example.noise[noise_type][1], 0.0, random_state=i)
         gains.append(si_sdr(model.denoise(mixture), s) - si_sdr(mixture, s))
-    assert min(gains) > 0.5 and np.mean(gains) > 1.5, gains
+    assert min(gains) > 0.25 and np.mean(gains) > 2.0, gains

@@ -123,6 +123,17 @@ class AdaptiveDAE(DAEEnhancer):
     one exactly as :class:`DAEEnhancer` does, when ``max_epochs`` runs out
     before early stopping.
 
+    Measured on ``benchmarks/neural.py`` (8 target speakers, about 60 s of
+    noisy recordings each, test mixtures at -5/0/5 dB), the adaptation with
+    the defaults does not help: -0.62 dB SI-SDR against the pretrained DAE
+    (+4.27 against +4.90 dB; session 2, with a weaker DAE: -0.28 dB). On two
+    of those speakers (so762_2538, so762_9604; weaker DAE) every variant
+    tried lost too: ``purity_weight`` 0.03 / 0.1 / 1.0 gave -0.27 / -0.90 /
+    -0.71 dB on so762_2538, ``adapt_learning_rate=1e-4`` -0.64 dB, and the
+    default -0.69 dB on so762_9604. The loss grows with how far the purity
+    term moves the network, so the checker's notion of "speech-like" is what
+    fails here, not the step size; this is unresolved.
+
     ``adapt`` always starts from the pretrained weights
     (``pretrained_state_``), so calling it again adapts afresh rather than
     compounding; :meth:`reset` puts the pretrained network back.

@@ -114,17 +114,33 @@ def _segments(recordings, length, min_length):
 
 
 def _batch(pairs, device):
-    """Zero-pad pairs of (n_frames, n_bins) arrays to one length; weights mark real frames."""
-    n_frames = max(v.shape[0] for v, _ in pairs)
-    n_bins = pairs[0][0].shape[1]
-    V = np.zeros((len(pairs), n_frames, n_bins), np.float32)
-    M = np.zeros_like(V)
+    """Zero-pad tuples of (n_frames, ...) arrays to one length; weights mark real frames.
+
+    ``pairs``: tuples of arrays sharing their first axis (frames), usually
+    (magnitudes, target mask). Returns one padded tensor per tuple position,
+    then the weights (batch, n_frames, 1). Give the weights to the network
+    too (``module(V, W)``): its features are then normalised over the real
+    frames only, so a short segment is seen as it would be alone (before,
+    the padding lowered its mean magnitude and shifted all its log features).
+    """
+    n_frames = max(p[0].shape[0] for p in pairs)
+    out = []
+    for k in range(len(pairs[0])):
+        A = np.zeros((len(pairs), n_frames) + pairs[0][k].shape[1:], np.float32)
+        for i, p in enumerate(pairs):
+            A[i, : p[k].shape[0]] = p[k]
+        out.append(torch.from_numpy(A).to(device))
     W = np.zeros((len(pairs), n_frames, 1), np.float32)
-    for i, (v, m) in enumerate(pairs):
-        V[i, : v.shape[0]] = v
-        M[i, : m.shape[0]] = m
-        W[i, : v.shape[0]] = 1
-    return (torch.from_numpy(V).to(device), torch.from_numpy(M).to(device), torch.from_numpy(W).to(device))
+    for i, p in enumerate(pairs):
+        W[i, : p[0].shape[0]] = 1
+    out.append(torch.from_numpy(W).to(device))
+    return tuple(out)
+
+
+def _mask_mse_loss(module, tensors):
+    """The default batch loss: mask MSE on real frames; (sum, number of terms)."""
+    V, M, W = tensors
+    return _masked_mse(module(V, W), M, W)
 
 
 def _masked_mse(pred, target, weight):
@@ -149,6 +165,13 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         \left(f_\theta(|Y|)_{t,k} - \frac{|S_{t,k}|}{|S_{t,k}| + |N_{t,k}|}\right)^2
 
     with Adam. The enhanced STFT is :math:`f_\theta(|Y|) \odot Y`.
+
+    Batches: segments are cut from the recordings (the last piece of each
+    recording is shorter) and zero-padded to a batch's longest; the network
+    is given the padding's weights, so its level normalisation (the mean
+    magnitude of :func:`~pse_nmf.neural._models.log_features`) is taken over
+    the real frames only and a short segment is seen exactly as alone (until
+    session 3 the padding lowered its mean and shifted all its features).
 
     Early stopping: the monitored loss is the validation loss when
     ``validation_fraction > 0`` (a fixed set of mixtures drawn once from
@@ -311,8 +334,14 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
             self._train(make_train_pairs, valid_pairs, rng, device)
         return self
 
-    def _train(self, make_train_pairs, valid_pairs, rng, device):
-        """The one training loop (mask MSE, Adam, early stopping); fits ``self.module_`` in place."""
+    def _train(self, make_train_pairs, valid_pairs, rng, device, loss_fn=_mask_mse_loss):
+        """The one training loop (Adam, early stopping); fits ``self.module_`` in place.
+
+        ``loss_fn(module, tensors) -> (loss_sum, n_terms)`` on the output of
+        :func:`_batch` for a batch of examples; the default is the mask MSE
+        on (magnitudes, mask) pairs. The monitored loss is
+        ``sum(loss_sum) / sum(n_terms)`` over the epoch.
+        """
         module, optimizer = self.module_, self.optimizer_
         shuffle = torch.Generator().manual_seed(_seed(rng))
         progress = _Progress(self.max_epochs, type(self).__name__)
@@ -326,16 +355,16 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
                 order = torch.randperm(len(pairs), generator=shuffle).tolist()
                 total, count = 0.0, 0.0
                 for i in range(0, len(order), self.batch_size):
-                    V, M, W = _batch([pairs[j] for j in order[i : i + self.batch_size]], device)
+                    tensors = _batch([pairs[j] for j in order[i : i + self.batch_size]], device)
                     optimizer.zero_grad()
-                    loss_sum, n = _masked_mse(module(V), M, W)
+                    loss_sum, n = loss_fn(module, tensors)
                     (loss_sum / n).backward()
                     torch.nn.utils.clip_grad_norm_(module.parameters(), _GRAD_CLIP)
                     optimizer.step()
                     total += float(loss_sum.detach())
                     count += float(n)
                 train_loss = total / count
-                valid_loss = self._evaluate(valid_pairs, device) if valid_pairs else None
+                valid_loss = self._evaluate(valid_pairs, device, loss_fn) if valid_pairs else None
                 monitored = train_loss if valid_loss is None else valid_loss
                 seconds = time.perf_counter() - start
                 self.history_.append(
@@ -372,13 +401,12 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
                 stacklevel=3,
             )
 
-    def _evaluate(self, pairs, device):
+    def _evaluate(self, pairs, device, loss_fn=_mask_mse_loss):
         self.module_.eval()
         total, count = 0.0, 0.0
         with torch.no_grad():
             for i in range(0, len(pairs), self.batch_size):
-                V, M, W = _batch(pairs[i : i + self.batch_size], device)
-                loss_sum, n = _masked_mse(self.module_(V), M, W)
+                loss_sum, n = loss_fn(self.module_, _batch(pairs[i : i + self.batch_size], device))
                 total += float(loss_sum)
                 count += float(n)
         return total / count

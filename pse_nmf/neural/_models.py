@@ -2,7 +2,11 @@
 
 Every network maps STFT magnitude frames of shape (batch, n_frames, n_bins)
 (the library's orientation, with a batch axis in front) to a mask of the
-same shape with values in [0, 1]. The networks compute their own input
+same shape with values in [0, 1]. ``forward(mag, weight=None)``: ``weight``
+(batch, n_frames, 1) marks a batch's real frames (see :func:`log_features`);
+the GRU and the TCN are causal and the DAE's context is edge-padded with
+zero features, so with it a zero-padded sequence gets exactly the mask it
+gets alone on its real frames. The networks compute their own input
 features, so the estimators hand them raw magnitudes and nothing else.
 """
 
@@ -14,7 +18,7 @@ from torch import nn
 __all__ = ["GRUMaskNet", "DAEMaskNet", "TCNMaskNet", "log_features", "complexity"]
 
 
-def log_features(mag, floor=1e-3):
+def log_features(mag, floor=1e-3, weight=None):
     r"""Level-free log-magnitude features.
 
     .. math:: f_{t,k} = \log\left(\frac{|Y_{t,k}|}{\bar{Y}} + \epsilon\right)
@@ -28,10 +32,22 @@ def log_features(mag, floor=1e-3):
     Parameters
     ----------
     mag : Tensor of shape (batch, n_frames, n_bins), non-negative
+    floor : float, default=1e-3
+    weight : Tensor of shape (batch, n_frames, 1) or None
+        1 on real frames, 0 on the zero padding of a batch of sequences of
+        different lengths: the mean is then over the real frames only and
+        the padded frames' features are 0 (what the networks' own edge
+        padding uses), so a padded sequence gets the same features on its
+        real frames as alone, unpadded.
     """
-    scale = mag.mean(dim=(1, 2), keepdim=True)
+    if weight is None:
+        scale = mag.mean(dim=(1, 2), keepdim=True)
+    else:
+        count = torch.clamp(weight.sum(dim=(1, 2), keepdim=True) * mag.shape[-1], min=1.0)
+        scale = (mag * weight).sum(dim=(1, 2), keepdim=True) / count
     scale = torch.clamp(scale, min=torch.finfo(mag.dtype).tiny)
-    return torch.log(mag / scale + floor)
+    features = torch.log(mag / scale + floor)
+    return features if weight is None else features * weight
 
 
 class GRUMaskNet(nn.Module):
@@ -50,8 +66,8 @@ class GRUMaskNet(nn.Module):
         self.gru = nn.GRU(n_bins, hidden_size, num_layers=num_layers, batch_first=True)
         self.out = nn.Linear(hidden_size, n_bins)
 
-    def forward(self, mag):
-        h, _ = self.gru(log_features(mag))
+    def forward(self, mag, weight=None):
+        h, _ = self.gru(log_features(mag, weight=weight))
         return torch.sigmoid(self.out(h))
 
 
@@ -83,8 +99,8 @@ class DAEMaskNet(nn.Module):
             nn.Linear(hidden_size, n_bins),
         )
 
-    def forward(self, mag):
-        x = log_features(mag)
+    def forward(self, mag, weight=None):
+        x = log_features(mag, weight=weight)
         c = self.context
         if c:
             n_frames = x.shape[1]
@@ -149,8 +165,8 @@ class TCNMaskNet(nn.Module):
         ])
         self.mask = nn.Conv1d(channels, n_bins, 1)
 
-    def forward(self, mag):
-        x = log_features(mag).transpose(1, 2)  # (batch, n_bins, n_frames) for Conv1d
+    def forward(self, mag, weight=None):
+        x = log_features(mag, weight=weight).transpose(1, 2)  # (batch, n_bins, n_frames) for Conv1d
         return torch.sigmoid(self.mask(self.blocks(self.bottleneck(x)))).transpose(1, 2)
 
 
