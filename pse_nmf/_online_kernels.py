@@ -7,9 +7,11 @@ reduction cannot be vectorised), which is deterministic for a given call, so
 the output still does not depend on how the signal was cut into blocks:
 
 ``online_frames``
-    The whole per-frame work of online semi-supervised NMF (Duan, Mysore &
-    Smaragdis 2012) for every frame of a block, in one call, so that Python's
-    overhead is paid once per block and not once per frame.
+    The whole per-frame work of sliding-window semi-supervised NMF (after
+    Duan, Mysore & Smaragdis 2012) for every frame of a block, in one call, so
+    that Python's overhead is paid once per block and not once per frame.
+``pending_masks``
+    The masks of the frames still held back by the lookahead when a stream ends.
 ``overlap_add``
     Windowed overlap-add of synthesis frames and of the squared window, frame
     after frame: the order of the additions into each output sample does not
@@ -25,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["online_frames", "overlap_add", "kl_activation_step"]
+__all__ = ["kl_activation_step", "online_frames", "overlap_add", "pending_masks"]
 
 _OPTS = dict(cache=True, nogil=True)
 
@@ -47,10 +49,11 @@ def kl_activation_step(h, W, colsum, x, lo, sparsity, eps):
 
 
 @njit(**_OPTS)
-def _seed_atoms(W, colsum, x, U, n_speech, first, eps):
-    """Noise atoms ``j >= first`` become ``x * U[j]`` at unit L2 norm."""
+def _seed_atoms(W, colsum, x, U, n_speech, first, eps, stop=-1):
+    """Noise atoms ``first <= j < stop`` (all ``j >= first`` if ``stop < 0``) become ``x * U[j]`` at unit L2 norm."""
     F = W.shape[1]
-    for j in range(first, U.shape[0]):
+    last = U.shape[0] if stop < 0 else stop
+    for j in range(first, last):
         k = n_speech + j
         norm = 0.0
         for f in range(F):
@@ -66,121 +69,189 @@ def _seed_atoms(W, colsum, x, U, n_speech, first, eps):
 
 
 @njit(**_OPTS)
-def online_frames(V, W, h, U, buf_X, buf_A, energy, info, n_speech, n_iter, n_dict_iter, sparsity, quantile,
-                  mask_power, warm_start, update_every, eps, mask_out, ratio_out):
-    """Online semi-supervised KL-NMF of the frames ``V``, one after the other.
+def _speech_mask(W, a, n_speech, mask_power, mask_row):
+    """Soft mask ``S^p / (S^p + N^p)`` of activations ``a``; returns the speech share of the model."""
+    K, F = W.shape
+    s_tot = 0.0
+    n_tot = 0.0
+    for f in range(F):
+        s = 0.0
+        nz = 0.0
+        for k in range(n_speech):
+            s += a[k] * W[k, f]
+        for k in range(n_speech, K):
+            nz += a[k] * W[k, f]
+        s_tot += s
+        n_tot += nz
+        if mask_power == 1.0:
+            sp = s
+            npw = nz
+        elif mask_power == 2.0:
+            sp = s * s
+            npw = nz * nz
+        else:
+            sp = s ** mask_power
+            npw = nz ** mask_power
+        den = sp + npw
+        mask_row[f] = sp / den if den > 0.0 else 0.0
+    return s_tot / (s_tot + n_tot) if s_tot + n_tot > 0.0 else 0.0
+
+
+@njit(**_OPTS)
+def online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech, n_iter, n_dict_iter, sparsity, mask_power,
+                  warm_start, update_every, replace_every, n_replace, replace_recent, lookahead, eps, mask_out,
+                  ratio_out):
+    """Sliding-window semi-supervised KL-NMF of the frames ``V``, one after the other.
 
     Parameters (all updated in place where marked)
     ----------
     V : (n_frames, n_bins) non-negative mixture frames (|STFT| ** power)
     W : (n_atoms, n_bins) dictionary; rows ``< n_speech`` are the fixed
         speech atoms, the others the noise atoms (unit L2 norm), *updated*
-    h : (n_atoms,) activations of the previous frame (warm start), *updated*
+    h : (n_atoms,) activations of the last non-zero frame (warm start), *updated*
     U : (n_noise, n_bins) positive weights of mean 1 that make the noise
         atoms seeded from one frame differ from each other
-    buf_X : (L, n_bins) ring buffer of quiet frames, each divided by its mean, *updated*
-    buf_A : (L, n_noise) their noise activations, *updated*
-    energy : (M,) ring of the energies (sums of ``v``) of recent frames, *updated*
-    info : int64 (5,) [buffered frames, next buffer slot, energies held,
-        next energy slot, frames seen], *updated*
-    n_speech, n_iter, n_dict_iter, update_every : ints
-    sparsity, quantile, mask_power, warm_start, eps : floats
-    mask_out : (n_frames, n_bins) output speech mask
-    ratio_out : (n_frames,) output share of the frame's model that is speech
+    buf_X : (L, n_bins) window: the last ``L`` frames divided by the running
+        scale (all-zero frames stay zero), frame ``i`` in slot ``i % L``, *updated*
+    buf_A : (L, n_atoms) their activations, *updated*
+    buf_E : (L,) their energies ``sum(v)``, *updated*
+    scale : (1,) running mean magnitude of the non-zero frames, *updated*
+    info : int64 (3,) [frames held, frames seen, non-zero frames seen], *updated*
+    n_speech, n_iter, n_dict_iter, update_every, replace_every, n_replace, replace_recent, lookahead : ints
+    sparsity, mask_power, warm_start, eps : floats
+    mask_out : (n_frames, n_bins) output speech masks, of frames ``seen -
+        lookahead`` in order (rows ``>=`` the returned count are untouched)
+    ratio_out : (n_frames,) output speech share of those frames' models
 
-    For each frame with any energy (all-zero frames give a zero mask and leave
-    the state alone), ``t`` counting those frames from 0:
+    Returns
+    -------
+    int : masks written (frames that are ``lookahead`` frames old).
 
-    1. ``x = v / mean(v)``; if ``t < n_noise``, noise atoms ``j >= t`` are
-       (re)seeded as ``x * U[j]`` at unit norm, so atom ``j`` starts from
-       frame ``j``;
-    2. ``h <- warm_start h + (1 - warm_start) h0`` with ``h0_k = n_bins /
-       (n_atoms sum_f W_kf)`` (a flat model of mean 1: multiplicative updates
-       cannot revive an activation that reached 0), then ``n_iter`` KL
-       updates of all of ``h`` with ``W`` fixed, L1 weight ``sparsity``;
-    3. the frame is *quiet* if at most ``quantile`` of the energies in the
-       ring are below its own (``sum(v)``); its energy then enters the ring;
-       a quiet frame enters the buffer with its noise activations (FIFO);
-    4. when ``t % update_every == 0``, ``n_dict_iter`` rounds of KL-NMF of the
-       buffer with the noise atoms alone: one update of every buffered
-       frame's activations (L1 weight ``sparsity``), one of the noise atoms
-       on ``sum_b D(x_b | W_n^T a_b)``, the atoms rescaled to unit L2 norm
-       (activations compensated); then one more update of ``h``;
-    5. masks ``S^p / (S^p + N^p)`` from ``S = W_s^T h_s``, ``N = W_n^T h_n``.
+    For each frame ``v`` (frame number ``t = info[1]``, slot ``t % L``):
+
+    * an all-zero frame enters the window as zeros (activations zero, which
+      multiplicative updates keep) and changes nothing else;
+    * otherwise the running scale becomes ``mean(v)`` at the first non-zero
+      frame, then ``scale += (mean(v) - scale) / L``, and ``x = v / scale``;
+      while fewer than ``n_noise`` non-zero frames were seen (``c`` of
+      them), noise atoms ``j >= c`` are (re)seeded as ``x * U[j]`` at unit
+      norm, so atom ``j`` starts from non-zero frame ``j``; ``h <- warm_start
+      h + (1 - warm_start) h0`` with ``h0_k = sum(x) / (n_atoms sum_f W_kf)``
+      (multiplicative updates cannot revive an
+      activation that reached 0), ``n_iter`` KL updates of ``h`` with ``W``
+      fixed and L1 weight ``sparsity``; ``x``, ``h``, ``sum(v)`` enter the window;
+    * when ``t >= L``, ``replace_every > 0`` and ``t % replace_every == 0``:
+      the ``n_replace`` noise atoms with the least activation summed over the
+      window (stable order, least first) are replaced, in turn, by ``x_q *
+      U[j]`` (unit norm), ``x_q`` the quietest, next quietest, ... non-zero
+      frames (least ``sum(v)``, stable order) of the last ``replace_recent``
+      frames (fewer if fewer are non-zero), and their activations in the
+      window set to the mean noise activation per atom (taken before);
+    * when ``t % update_every == 0``, ``n_dict_iter`` rounds of
+      semi-supervised KL-NMF of the window: one update of all the window's
+      activations (L1 weight ``sparsity``), one of the noise atoms on the
+      whole window, atoms rescaled to unit L2 norm (activations
+      compensated); ``h`` becomes the frame's refined activations;
+    * if ``t >= lookahead``, the mask of frame ``t - lookahead`` is
+      ``S^p / (S^p + N^p)`` from its activations in the window.
     """
     n_frames, F = V.shape
     K = W.shape[0]
     Kn = K - n_speech
     L = buf_X.shape[0]
-    M = energy.shape[0]
     colsum = np.empty(K)
     x = np.empty(F)
-    s = np.empty(F)
-    nz = np.empty(F)
     for k in range(K):
         acc = 0.0
         for f in range(F):
             acc += W[k, f]
         colsum[k] = acc
+    n_out = 0
     for t in range(n_frames):
+        seen = info[1]
+        slot = seen % L
         total = 0.0
         for f in range(F):
             total += V[t, f]
         if not (total > 0.0):
             for f in range(F):
-                mask_out[t, f] = 0.0
-            ratio_out[t] = 0.0
-            continue
-        inv_scale = F / total
-        for f in range(F):
-            x[f] = V[t, f] * inv_scale
-        seen = info[4]
-        if seen < Kn:
-            _seed_atoms(W, colsum, x, U, n_speech, seen, eps)
-        for k in range(K):
-            h[k] = warm_start * h[k] + (1.0 - warm_start) * F / (K * max(colsum[k], eps))
-        for _ in range(n_iter):
-            kl_activation_step(h, W, colsum, x, 0, sparsity, eps)
-        # -- is the frame quiet against the recent ones?
-        n_e = info[2]
-        below = 0
-        for i in range(n_e):
-            if energy[i] < total:
-                below += 1
-        quiet = below <= quantile * n_e
-        if M > 0:
-            energy[info[3]] = total
-            info[3] = (info[3] + 1) % M
-            if n_e < M:
-                info[2] = n_e + 1
-        if quiet and L > 0 and Kn > 0:
-            slot = info[1]
+                buf_X[slot, f] = 0.0
+            for k in range(K):
+                buf_A[slot, k] = 0.0
+            buf_E[slot] = 0.0
+        else:
+            c = info[2]
+            mean = total / F
+            if c == 0:
+                scale[0] = mean
+            else:
+                scale[0] += (mean - scale[0]) / L
+            inv_scale = 1.0 / scale[0]
+            x_sum = 0.0
+            for f in range(F):
+                x[f] = V[t, f] * inv_scale
+                x_sum += x[f]
+            if c < Kn:
+                _seed_atoms(W, colsum, x, U, n_speech, c, eps)
+            for k in range(K):
+                h[k] = warm_start * h[k] + (1.0 - warm_start) * x_sum / (K * max(colsum[k], eps))
+            for _ in range(n_iter):
+                kl_activation_step(h, W, colsum, x, 0, sparsity, eps)
             for f in range(F):
                 buf_X[slot, f] = x[f]
-            for j in range(Kn):
-                buf_A[slot, j] = h[n_speech + j]
-            info[1] = (slot + 1) % L
-            if info[0] < L:
-                info[0] += 1
-        # -- noise atoms: KL-NMF of the buffer, warm-started (products in BLAS)
-        n_buf = info[0]
-        if Kn > 0 and n_buf > 0 and seen % update_every == 0:
-            X = buf_X[:n_buf]
-            A = buf_A[:n_buf]
+            for k in range(K):
+                buf_A[slot, k] = h[k]
+            buf_E[slot] = total
+            info[2] = c + 1
+        if info[0] < L:
+            info[0] += 1
+        n_held = info[0]
+        X = buf_X[:n_held]
+        A = buf_A[:n_held]
+        # -- re-seed the least used noise atoms from the quietest recent frames
+        if replace_every > 0 and seen >= L and seen % replace_every == 0:
+            n_recent = min(replace_recent, L)
+            rec_slot = np.empty(n_recent, dtype=np.int64)
+            rec_e = np.empty(n_recent)
+            m = 0
+            for i in range(n_recent):
+                sl = (seen - i) % L
+                if buf_E[sl] > 0.0:
+                    rec_slot[m] = sl
+                    rec_e[m] = buf_E[sl]
+                    m += 1
+            n_rep = min(n_replace, m, Kn)
+            if n_rep > 0:
+                order_q = np.argsort(rec_e[:m], kind="mergesort")
+                use = np.zeros(Kn)
+                for j in range(Kn):
+                    for b in range(n_held):
+                        use[j] += A[b, n_speech + j]
+                a0 = use.sum() / (Kn * n_held)
+                order_j = np.argsort(use, kind="mergesort")
+                for r in range(n_rep):
+                    j = order_j[r]
+                    q = rec_slot[order_q[r]]
+                    for f in range(F):
+                        x[f] = X[q, f]
+                    _seed_atoms(W, colsum, x, U, n_speech, j, eps, j + 1)
+                    for b in range(n_held):
+                        A[b, n_speech + j] = a0 if buf_E[b] > 0.0 else 0.0
+        # -- semi-supervised KL-NMF of the window (products in BLAS)
+        if seen % update_every == 0 and n_dict_iter > 0:
             for _ in range(n_dict_iter):
-                Wn = W[n_speech:]
-                R = X / np.maximum(np.dot(A, Wn), eps)
-                G = np.dot(R, Wn.T)
-                for b in range(n_buf):  # the frames' activations first
-                    for j in range(Kn):
-                        A[b, j] *= G[b, j] / max(colsum[n_speech + j] + sparsity, eps)
-                R = X / np.maximum(np.dot(A, Wn), eps)
-                num = np.dot(A.T, R)  # then the atoms, with the new activations
+                R = X / np.maximum(np.dot(A, W), eps)
+                G = np.dot(R, W.T)
+                An = A[:, n_speech:].copy()
+                num = np.dot(An.T, R)  # the atoms' update from the same ratios (one product fewer)
+                for b in range(n_held):
+                    for k in range(K):
+                        A[b, k] *= G[b, k] / max(colsum[k] + sparsity, eps)
                 for j in range(Kn):
                     k = n_speech + j
                     d = 0.0
-                    for b in range(n_buf):
-                        d += A[b, j]
+                    for b in range(n_held):
+                        d += An[b, j]
                     d = max(d, eps)
                     norm = 0.0
                     for f in range(F):
@@ -193,40 +264,30 @@ def online_frames(V, W, h, U, buf_X, buf_A, energy, info, n_speech, n_iter, n_di
                         W[k, f] /= norm
                         acc += W[k, f]
                     colsum[k] = acc
-                    h[k] *= norm
-                    for b in range(n_buf):
-                        A[b, j] *= norm
-            kl_activation_step(h, W, colsum, x, 0, sparsity, eps)
-        # -- masks
-        for f in range(F):
-            s[f] = 0.0
-            nz[f] = 0.0
-        for k in range(n_speech):
-            hk = h[k]
-            for f in range(F):
-                s[f] += hk * W[k, f]
-        for k in range(n_speech, K):
-            hk = h[k]
-            for f in range(F):
-                nz[f] += hk * W[k, f]
-        s_tot = 0.0
-        n_tot = 0.0
-        for f in range(F):
-            s_tot += s[f]
-            n_tot += nz[f]
-            if mask_power == 1.0:
-                sp = s[f]
-                npw = nz[f]
-            elif mask_power == 2.0:
-                sp = s[f] * s[f]
-                npw = nz[f] * nz[f]
-            else:
-                sp = s[f] ** mask_power
-                npw = nz[f] ** mask_power
-            den = sp + npw
-            mask_out[t, f] = sp / den if den > 0.0 else 0.0
-        ratio_out[t] = s_tot / (s_tot + n_tot) if s_tot + n_tot > 0.0 else 1.0
-        info[4] = seen + 1
+                    for b in range(n_held):
+                        A[b, k] *= norm
+            if buf_E[slot] > 0.0:
+                for k in range(K):
+                    h[k] = A[slot, k]
+        info[1] = seen + 1
+        # -- the mask of the frame `lookahead` frames back
+        if seen >= lookahead:
+            o = (seen - lookahead) % L
+            ratio_out[n_out] = _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[n_out])
+            n_out += 1
+    return n_out
+
+
+@njit(**_OPTS)
+def pending_masks(W, buf_A, info, n_speech, lookahead, mask_power, mask_out, ratio_out):
+    """Masks of the last ``min(lookahead, frames seen)`` frames (end of a stream); returns their number."""
+    L = buf_A.shape[0]
+    seen = info[1]
+    n = min(lookahead, seen)
+    for i in range(n):
+        o = (seen - n + i) % L
+        ratio_out[i] = _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[i])
+    return n
 
 
 @njit(**_OPTS)
