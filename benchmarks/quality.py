@@ -162,15 +162,19 @@ def _usm_zero_shot(task):
     return _usm_zero_shot_model(task).denoise
 
 
-#: Test-time settings of the few-shot row: the personal block unpenalised, the universal blocks only filling in
-#: (chosen on 4 non-target tuning speakers: 7.21 dB against 4.66 dB with the zero-shot settings; see USM's Notes).
-USM_FEW_SHOT_PARAMS = {"speaker_sparsity": {"target": 0.0}, "block_sparsity": 10.0, "sparsity": 1.0}
+#: Few-shot row: a 64-atom personal block (as many atoms as the personal SemiSupervisedNMF) unpenalised, the
+#: universal blocks only filling in, and the staged noise updates (noise atoms fitted on the quietest frames, then
+#: held for 50 iterations, then 30 free ones). Chosen on 8 non-target tuning speakers; see USM's Notes.
+USM_FEW_SHOT_ATOMS = 64
+USM_FEW_SHOT_PARAMS = {"speaker_sparsity": {"target": 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
+                       "quiet_noise_iter": 100, "fixed_noise_iter": 50, "test_max_iter": 30}
 
 
 def _usm_few_shot(task):
     # a deep copy: personalize adds a block in place, and the shared zero-shot model must stay as fitted
     model = copy.deepcopy(_usm_zero_shot_model(task))
-    return model.personalize(task.enrollment, "target").set_params(**USM_FEW_SHOT_PARAMS).denoise
+    model.personalize(task.enrollment, "target", n_components=USM_FEW_SHOT_ATOMS)
+    return model.set_params(**USM_FEW_SHOT_PARAMS).denoise
 
 
 def _mld_personal(task):

@@ -128,3 +128,17 @@ def test_pipeline_and_grid_search():
                           {"n_exemplars": [5, 30], "selection": ["random", "mpq"]}, scoring=neg_error, cv=2)
     search.fit(X)
     assert set(search.best_params_) == {"n_exemplars", "selection"}
+
+
+def test_staged_noise_updates_per_chunk():
+    rng = np.random.default_rng(9)
+    X = _frames(n=150, seed=10)
+    model = ExemplarNMF(n_exemplars=40, n_noise_components=2, test_max_iter=10, chunk_size=40, random_state=0).fit(X)
+    assert (model.quiet_noise_iter, model.fixed_noise_iter) == (0, 0)  # off by default
+    test = _frames(n=100, seed=11) + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=100), rng.uniform(size=24))
+    plain = model.transform(test)
+    staged = model.set_params(quiet_noise_iter=20, fixed_noise_iter=5).transform(test)
+    assert staged.shape == test.shape and np.all(np.isfinite(staged))
+    assert not np.allclose(staged, plain)
+    with pytest.raises(ValueError, match="quiet_noise_iter"):
+        ExemplarNMF(quiet_noise_iter=-2).fit(X)

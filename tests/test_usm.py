@@ -219,6 +219,71 @@ def test_personalize_adds_block_and_keeps_the_others():
         model.personalize(X[y == "spk2"], speaker_id="me")
 
 
+def test_personal_block_of_its_own_size():
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=3, n_bins=30, seed=5)
+    kw = dict(n_components_per_speaker=2, n_noise_components=1, max_iter=30, test_max_iter=20, random_state=0)
+    model = USM(**kw).fit(X[y != "spk2"], y[y != "spk2"])
+    before = model.components_.copy()
+    model.personalize(X[y == "spk2"], speaker_id="me", n_components=5)
+    assert model.block_sizes_ == [2, 2, 5]
+    assert model.components_.shape == (9, 30)
+    np.testing.assert_array_equal(model.components_[:4], before)
+    # the personal block is the dictionary a 5-atom fit of that speaker alone makes (same seed)
+    alone = USM(**dict(kw, n_components_per_speaker=5)).fit(
+        np.vstack([X[y == "spk2"], X[y == "spk0"]]), ["a"] * 120 + ["b"] * 120)
+    np.testing.assert_allclose(model.components_[4:], alone.components_[:5])
+    # test time sees the 5 atoms as one block: restricting to it uses exactly those rows
+    D, groups, _ = model.set_params(active_speakers=["spk1", "me"])._active_dictionary()
+    np.testing.assert_array_equal(D, model.components_[2:])
+    np.testing.assert_array_equal(groups, [0, 0, 1, 1, 1, 1, 1])
+    weights = model.block_weights(X[y == "spk2"][:60])
+    assert weights[0] == 0 and weights[2] > weights[1]
+    with pytest.raises(ValueError, match="n_components must be a positive integer or None, got 0"):
+        model.personalize(X[y == "spk2"], speaker_id="me2", n_components=0)
+
+
+def test_personal_block_size_round_trips(tmp_path):
+    X, y, _, _ = _synthetic_speakers(n_speakers=3, n_bins=20, seed=6)
+    model = USM(n_components_per_speaker=2, n_noise_components=1, max_iter=20, test_max_iter=20,
+                random_state=0).fit(X[y != "spk2"], y[y != "spk2"])
+    model.personalize(X[y == "spk2"], speaker_id="me", n_components=4)
+    loaded = load_model(model.save(tmp_path / "usm.npz"), expected=USM)
+    assert loaded.block_sizes_ == [2, 2, 4]
+    np.testing.assert_array_equal(loaded.transform(X[:40]), model.transform(X[:40]))
+
+
+def test_noise_schedule():
+    """quiet_noise_iter / fixed_noise_iter: staged test-time updates of the noise atoms."""
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=7)
+    model = USM(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=20,
+                random_state=0).fit(X, y)
+    speech = rng.gamma(1.0, 1.0, size=(80, 3)) @ atoms[0]
+    speech[::3] = 0.0
+    noise = np.outer(rng.uniform(0.5, 1.5, size=80), rng.uniform(size=30))
+    test = speech + 0.3 * noise
+    plain = model.transform(test)
+    staged = clone(model).set_params(quiet_noise_iter=30, fixed_noise_iter=10).fit(X, y).transform(test)
+    assert staged.shape == plain.shape and np.all(np.isfinite(staged))
+    assert not np.allclose(staged, plain)
+    # zero iterations in both stages is the plain path, exactly
+    zero = clone(model).set_params(quiet_noise_iter=0, fixed_noise_iter=0).fit(X, y).transform(test)
+    np.testing.assert_array_equal(zero, plain)
+    # the noise atoms fitted on the pauses model the noise better than where they start (the pauses themselves)
+    A, D, k = clone(model).set_params(quiet_noise_iter=50, fixed_noise_iter=10).fit(X, y)._activations(test)
+    A0, D0, _ = model._activations(test)
+    def noise_error(A, D):
+        return np.linalg.norm(A[:, k:] @ D[k:] - 0.3 * noise)
+
+    assert noise_error(A, D) < noise_error(A0, D0)
+    # silent pauses (the quietest quarter all zeros) skip the quiet stage instead of failing
+    gated = test.copy()
+    gated[::2] = 0.0
+    out = clone(model).set_params(quiet_noise_iter=10).fit(X, y).transform(gated)
+    assert np.all(np.isfinite(out))
+    with pytest.raises(ValueError, match="quiet_noise_iter"):
+        clone(model).set_params(quiet_noise_iter=-1).fit(X, y)
+
+
 def test_speaker_sparsity_frees_a_block():
     X, y, atoms, rng = _synthetic_speakers(seed=2)
     model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=30, test_max_iter=50, block_sparsity=1.0,
@@ -336,6 +401,11 @@ def test_damaged_speakers_refused(small_train, tmp_path):
     model = USM(n_components_per_speaker=2, max_iter=3, random_state=0).fit(small_train)
     model.speakers_ = model.speakers_[:-1]
     path = model.save(tmp_path / "usm.npz")
+    with pytest.raises(ModelFileError, match="block_sizes_ must hold one positive atom count per speaker"):
+        load_model(path)
+    model.speakers_ = model.speakers_ + ["extra"]
+    model.block_sizes_ = [2] * (len(model.speakers_) - 1) + [3]  # one atom more than components_ holds
+    path = model.save(tmp_path / "usm2.npz")
     with pytest.raises(ModelFileError, match="components_ has shape"):
         load_model(path)
 
