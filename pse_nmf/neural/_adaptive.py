@@ -16,7 +16,7 @@ from torch import nn
 from .._persistence import ModelFileError, register_estimator
 from ._base import _batch, _seed, _segments, _torch_threads
 from ._enhancers import _ATTRIBUTES_DOC, _TRAINING_PARAMS_DOC, DAEEnhancer
-from ._models import log_features
+from ._models import context_features, log_features
 
 __all__ = ["AdaptiveDAE"]
 
@@ -65,13 +65,7 @@ class _TwoBranchDAE(nn.Module):
                                    nn.Linear(hidden_size, n_bins))
 
     def masks(self, mag, weight=None):
-        x = log_features(mag, weight=weight)
-        c = self.context
-        if c:
-            n_frames = x.shape[1]
-            xp = nn.functional.pad(x, (0, 0, c, c))
-            x = torch.cat([xp[:, i : i + n_frames] for i in range(2 * c + 1)], dim=2)
-        h = self.encoder(x)
+        h = self.encoder(context_features(mag, self.context, weight))
         return torch.sigmoid(self.speech(h)), torch.sigmoid(self.noise(h))
 
     def forward(self, mag, weight=None):

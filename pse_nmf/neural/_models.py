@@ -50,6 +50,20 @@ def log_features(mag, floor=1e-3, weight=None):
     return features if weight is None else features * weight
 
 
+def context_features(mag, context, weight=None):
+    """:func:`log_features` of each frame stacked with its ``context`` neighbours on each side.
+
+    The frame axis is zero-padded, then the ``2 context + 1`` shifted copies
+    are concatenated along the features: (batch, frames, (2c+1) n_bins).
+    """
+    x = log_features(mag, weight=weight)
+    if context:
+        n_frames = x.shape[1]
+        xp = nn.functional.pad(x, (0, 0, context, context))
+        x = torch.cat([xp[:, i : i + n_frames] for i in range(2 * context + 1)], dim=2)
+    return x
+
+
 class GRUMaskNet(nn.Module):
     """Unidirectional GRU on log-magnitude frames, sigmoid mask per bin.
 
@@ -100,14 +114,7 @@ class DAEMaskNet(nn.Module):
         )
 
     def forward(self, mag, weight=None):
-        x = log_features(mag, weight=weight)
-        c = self.context
-        if c:
-            n_frames = x.shape[1]
-            # pad the frame axis, then stack the 2c+1 shifted copies along the features
-            xp = nn.functional.pad(x, (0, 0, c, c))
-            x = torch.cat([xp[:, i : i + n_frames] for i in range(2 * c + 1)], dim=2)
-        return torch.sigmoid(self.net(x))
+        return torch.sigmoid(self.net(context_features(mag, self.context, weight)))
 
 
 class _FrameLayerNorm(nn.Module):
