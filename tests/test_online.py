@@ -275,6 +275,23 @@ def test_lookahead_delays_by_whole_frames_and_keeps_block_size_invariance(online
     assert not np.allclose(model.denoise(noisy), _fresh(online).denoise(noisy))
 
 
+def test_lookahead_masks_come_from_the_right_frames(online, noisy):
+    """Without refinement (no window updates, no re-seeding) a lookahead only delays: same masks, same output.
+
+    The noise atoms change only while the first ``n_noise_components`` frames
+    seed them, so from then on every frame's mask must be the same whether it
+    is computed at once or ``lookahead`` frames later; a mask taken from
+    another frame's activations, or a frame leaving the window before its
+    output, would break this.
+    """
+    frozen = dict(n_dict_iter=0, replace_every=0)
+    now = _fresh(online).set_params(**frozen).denoise(noisy)
+    later = _fresh(online).set_params(lookahead=5, **frozen).denoise(noisy)
+    start = (online.n_noise_components + 1) * online.hop_length + online.n_fft  # past the seeding frames
+    np.testing.assert_allclose(later[start:], now[start:], rtol=1e-10, atol=1e-10)
+    assert not np.allclose(later[:start], now[:start])  # the seeding frames see other atoms
+
+
 def test_lookahead_must_fit_in_the_window(online, noisy):
     model = _fresh(online).set_params(lookahead=8)  # buffer_size=8
     with pytest.raises(ValueError, match="lookahead=8 must be smaller than buffer_size=8"):
@@ -468,14 +485,28 @@ def test_output_does_not_depend_on_the_level(online, noisy):
 
 
 @pytest.mark.slow
-def test_stationary_noise_online_enhances(example_task):
-    """On stationary noise (running tap) the default online model enhances clearly.
+def test_stationary_noise_online_approaches_offline(example_task):
+    """On stationary noise (running tap), with a stream that starts with 1 s of noise before the talker.
 
-    (The offline model gains more on this mixture, whose talker hardly pauses:
-    see the Known limits in OnlineNMF's docstring.)
+    A window that holds the whole stream brings the online result within
+    2.5 dB of the offline model's (the issue's "with stationary noise the
+    online result approaches the offline one"); the default 1.5 s window
+    still enhances clearly (it lags further on this mixture, whose talker
+    hardly pauses: see the Known limits in OnlineNMF's docstring).
     """
     offline = SemiSupervisedNMF(n_components=32, random_state=0, mask_power=2.0).fit(example_task.enrollment)
-    model = OnlineNMF(speech_model=offline, random_state=0).fit()
     mix = example_task.test[0]
-    base = si_sdr(mix.mixture, mix.speech)
-    assert si_sdr(model.denoise(mix.mixture), mix.speech) > base + 4.0
+    lead = SR  # 1 s of the same noise before the talker starts
+    x = np.concatenate([mix.noise[:lead], mix.mixture]).astype(np.float32)
+    speech = mix.speech
+    base = si_sdr(mix.mixture, speech)
+
+    def gain(model):
+        return si_sdr(model.denoise(x)[lead:], speech) - base
+
+    g_offline = gain(offline)
+    g_whole = gain(OnlineNMF(speech_model=offline, random_state=0, buffer_size=x.size // 256 + 8).fit())
+    g_default = gain(OnlineNMF(speech_model=offline, random_state=0).fit())
+    assert g_offline > 4.0  # the reference itself enhances
+    assert g_whole > g_offline - 2.5
+    assert g_default > 4.0
