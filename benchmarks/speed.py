@@ -25,7 +25,12 @@ warm one.
 
 Every timing is the median of several repetitions after a warm-up; the
 contenders take turns within each repetition, so that load from elsewhere
-falls on all of them alike. On 2 cores, OpenBLAS's spinning workers make any
+falls on all of them alike. ms per iteration is the marginal cost: each
+contender runs n and 2n iterations, and (t(2n) - t(n)) / n is reported, so
+that what a call costs apart from its iterations (input checks, copies,
+scikit-learn's final reconstruction error) is left out for every contender
+alike and shown on its own (ms/call). pse_nmf runs as its estimators run it,
+without evaluating the final objective. On 2 cores, OpenBLAS's spinning workers make any
 2-thread product many times slower while another process holds a core: for
 figures to compare across runs, run on an idle machine, or with --threads 1.
 """
@@ -101,7 +106,8 @@ def _torch_mu(X, A, D, beta, n_iter):
 def _pse_nmf(X, A, D, beta, n_iter, free):
     from pse_nmf._nmf import _solve
 
-    _solve(X, A, D, beta=beta, free=free, max_iter=n_iter, tol=0)
+    # as the estimators run it: no final objective (they do not use it; _solve(objective=True) adds it)
+    _solve(X, A, D, beta=beta, free=free, max_iter=n_iter, tol=0, objective=False)
     return A, D
 
 
@@ -150,51 +156,117 @@ def _sgemm_ceiling():
     return 2 * 2048**3 / np.median(times) / 1e9
 
 
-def bench_updates(shapes, betas, n_iter, reps, with_torch):
+#: Pause before each timed run, so that the thread pools of the previous contender (torch's OpenMP workers,
+#: OpenBLAS's) stop spinning first: without it, whoever ran right after torch paid ~18 ms per call on 2 cores.
+_SETTLE_S = 0.1
+
+
+def _contenders(with_torch):
+    names = []
+    for tag in ("f32", "f64"):
+        names += [f"pse_nmf {tag}", f"pse_nmf {tag} semi (8 free)", f"scikit-learn {tag}"]
+    names.append("numpy f32")
+    if with_torch:
+        names.append("torch f32")
+    return names
+
+
+def _make_case(name, T, F, K, beta):
+    """The timed function ``fn(n_iter)`` of one contender on the benchmark's matrices (seeded)."""
+    rng = np.random.default_rng(0)
+    X64 = rng.gamma(1.0, 1.0, size=(T, F)) + 1e-3  # positive (Itakura-Saito needs it)
+    A64 = rng.random((T, K)) + 0.1
+    D64 = rng.random((K, F)) + 0.1
+    dtype = np.float64 if "f64" in name else np.float32
+    X, A0, D0 = (m.astype(dtype) for m in (X64, A64, D64))
+    if name.startswith("pse_nmf"):
+        free = (np.arange(K) >= K - 8) if "semi" in name else None
+        return lambda n: _pse_nmf(X, A0.copy(), D0.copy(), beta, n, free)
+    if name.startswith("scikit-learn"):
+        return lambda n: _sklearn(X, A0.copy(), D0.copy(), beta, n)
+    if name == "numpy f32":
+        return lambda n: _numpy_mu(X, A0.copy(), D0.copy(), beta, n)
+    if name == "torch f32":
+        return lambda n: _torch_mu(X, A0.copy(), D0.copy(), beta, n)
+    raise ValueError(name)
+
+
+def _worker(conn, name, threads):
+    """One contender's process: runs ``fn(n)`` on request and sends back the wall time in ms."""
+    warnings.simplefilter("ignore")
+    with _threads(threads):
+        key = fn = None
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            T, F, K, beta, n = msg
+            if key != (T, F, K, beta):
+                key, fn = (T, F, K, beta), None
+                fn = _make_case(name, T, F, K, beta)
+                fn(n)  # warm-up (compilation, caches, thread pools)
+            t0 = time.perf_counter()
+            fn(n)
+            conn.send((time.perf_counter() - t0) * 1e3)
+
+
+def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
+    """ms per iteration of every contender, each in a process of its own, the processes taking turns.
+
+    Own processes: in one shared interpreter, each contender ran in the heap and thread-pool state the
+    others left (scikit-learn's float64 KL update took 6 ms per iteration there and 16-17 ms in a fresh
+    interpreter, allocating its temporaries anew). Taking turns, one at a time: load from elsewhere falls
+    on all of them alike, and no two compete for the cores.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    names = _contenders(with_torch)
+    workers = {}
+    for name in names:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, name, threads), daemon=True)
+        proc.start()
+        workers[name] = (parent, proc)
     rows = []
-    for T, F, K in shapes:
-        rng = np.random.default_rng(0)
-        X64 = rng.gamma(1.0, 1.0, size=(T, F)) + 1e-3  # positive (Itakura-Saito needs it)
-        A64 = rng.random((T, K)) + 0.1
-        D64 = rng.random((K, F)) + 0.1
-        flops = 8.0 * F * K * T
-        bound32 = _product_bound_ms(T, F, K, np.float32, reps)
-        bound64 = _product_bound_ms(T, F, K, np.float64, reps)
-        for beta in betas:
-            cases = []
-            for dtype, bound in ((np.float32, bound32), (np.float64, bound64)):
-                X, A0, D0 = (m.astype(dtype) for m in (X64, A64, D64))
-                tag = "f32" if dtype == np.float32 else "f64"
-                cases.append((f"pse_nmf {tag}", bound,
-                              lambda X=X, A0=A0, D0=D0: _pse_nmf(X, A0.copy(), D0.copy(), beta, n_iter, None)))
-                semi = np.arange(K) >= K - 8
-                cases.append((f"pse_nmf {tag} semi (8 free)", bound,
-                              lambda X=X, A0=A0, D0=D0, semi=semi: _pse_nmf(X, A0.copy(), D0.copy(), beta, n_iter,
-                                                                             semi)))
-                cases.append((f"scikit-learn {tag}", bound,
-                              lambda X=X, A0=A0, D0=D0: _sklearn(X, A0.copy(), D0.copy(), beta, n_iter)))
-            X, A0, D0 = (m.astype(np.float32) for m in (X64, A64, D64))
-            cases.append(("numpy f32", bound32, lambda: _numpy_mu(X, A0.copy(), D0.copy(), beta, n_iter)))
-            if with_torch:
-                cases.append(("torch f32", bound32, lambda: _torch_mu(X, A0.copy(), D0.copy(), beta, n_iter)))
-            for _, _, fn in cases:
-                fn()  # warm-up (compilation, caches)
-            # round robin: a burst of load from elsewhere hits every contender alike, not one row
-            samples = {name: [] for name, _, _ in cases}
-            for _ in range(reps):
-                for name, _, fn in cases:
-                    t0 = time.perf_counter()
-                    fn()
-                    samples[name].append((time.perf_counter() - t0) / n_iter * 1e3)
-            results = {name: (float(np.median(samples[name])), bound) for name, bound, _ in cases}
-            for name, (ms, bound) in results.items():
-                tag = "f64" if "f64" in name else "f32"
-                ref = results.get(f"scikit-learn {tag}", (np.nan,))[0]
-                rows.append({
-                    "shape": f"{F}x{T} K={K}", "beta": beta, "impl": name, "ms_per_iter": ms,
-                    "gflops": flops / (ms * 1e-3) / 1e9, "vs_sklearn": ref / ms, "vs_bound": ms / bound,
-                    "bound_ms": bound,
-                })
+    try:
+        for T, F, K in shapes:
+            flops = 8.0 * F * K * T
+            bounds = {"f32": _product_bound_ms(T, F, K, np.float32, reps),
+                      "f64": _product_bound_ms(T, F, K, np.float64, reps)}
+            for beta in betas:
+                # Each contender runs n and 2n iterations; the difference of the medians over n is the
+                # marginal cost of an iteration, and 2 t(n) - t(2n) the cost of a call apart from its
+                # iterations (input checks, copies, the final objective scikit-learn always computes).
+                samples = {name: ([], []) for name in names}
+                for _ in range(reps):
+                    for name in names:
+                        conn = workers[name][0]
+                        for k, n in enumerate((n_iter, 2 * n_iter)):
+                            time.sleep(_SETTLE_S)
+                            conn.send((T, F, K, beta, n))
+                            samples[name][k].append(conn.recv())
+                results = {}
+                for name in names:
+                    t1, t2 = (float(np.median(v)) for v in samples[name])
+                    results[name] = ((t2 - t1) / n_iter, 2 * t1 - t2)
+                for name, (ms, call_ms) in results.items():
+                    tag = "f64" if "f64" in name else "f32"
+                    ref = results.get(f"scikit-learn {tag}", (np.nan,))[0]
+                    rows.append({
+                        "shape": f"{F}x{T} K={K}", "beta": beta, "impl": name, "ms_per_iter": ms,
+                        "call_ms": call_ms, "gflops": flops / (ms * 1e-3) / 1e9, "vs_sklearn": ref / ms,
+                        "vs_bound": ms / bounds[tag], "bound_ms": bounds[tag],
+                    })
+    finally:
+        for conn, proc in workers.values():
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
     return rows
 
 
@@ -311,20 +383,21 @@ def _threads(n):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one shape, 2 repetitions, no 60 s clip")
+    parser.add_argument("--quick", action="store_true", help="one shape, 3 repetitions, no 60 s clip")
     parser.add_argument("--threads", type=int, default=None, help="BLAS/torch threads for every contender")
     parser.add_argument("--iters", type=int, default=20, help="iterations per timed run (default 20)")
-    parser.add_argument("--reps", type=int, default=5, help="repetitions; the median is reported (default 5)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="repetitions; the median is reported (default 7; 3 with --quick)")
     parser.add_argument("--betas", default="1,0,2", help="comma-separated betas (default 1,0,2)")
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/speed-<time>)")
     args = parser.parse_args(argv)
     betas = [float(b) if "." in b else int(b) for b in args.betas.split(",")]
     if args.quick:
-        shapes, reps, durations = [(1000, 513, 100)], 2, [10]
+        shapes, reps, durations = [(1000, 513, 100)], args.reps or 3, [10]
     else:
         shapes = [(1000, 513, 100), (1000, 513, 50), (1000, 513, 400), (10000, 513, 100)]
-        reps, durations = args.reps, [10, 60]
+        reps, durations = args.reps or 7, [10, 60]
     try:
         import torch  # noqa: F401
 
@@ -337,13 +410,14 @@ def main(argv=None):
         ceiling = _sgemm_ceiling()
         print(f"SGEMM 2048^3 ceiling: {ceiling:.1f} GFLOP/s (threads: {args.threads or 'default'})"
               + ("" if with_torch else "; torch not installed: its row is skipped"))
-        rows = bench_updates(shapes, betas, args.iters, reps, with_torch)
+        rows = bench_updates(shapes, betas, args.iters, reps, with_torch, args.threads)
     print()
     print(format_table(rows, [
         ("shape", "shape (bins x frames)", ""), ("beta", "beta", "g"), ("impl", "implementation", ""),
-        ("ms_per_iter", "ms/iter", ".2f"), ("gflops", "GFLOP/s-eq", ".1f"), ("vs_sklearn", "x faster than sklearn", ".2f"),
+        ("ms_per_iter", "ms/iter", ".2f"), ("call_ms", "ms/call", ".1f"), ("gflops", "GFLOP/s-eq", ".1f"), ("vs_sklearn", "x faster than sklearn", ".2f"),
         ("vs_bound", "x product bound", ".2f"), ("bound_ms", "bound ms", ".2f"),
-    ], title=f"Multiplicative update, {args.iters} iterations x {reps} repetitions (median)"))
+    ], title=(f"Multiplicative update: ms/iter = (t({2 * args.iters} iterations) - t({args.iters})) / {args.iters}, "
+              f"ms/call = the rest of a call; medians of {reps} repetitions")))
     result = {"ceiling_gflops": ceiling, "updates": rows, "threads": args.threads}
     if not args.skip_end_to_end:
         e2e = bench_end_to_end(durations, max(1, reps // 2))

@@ -204,7 +204,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         rng = check_random_state(self.random_state)
         D = _init_atoms(self.n_components, V.shape[1], V.dtype, rng)
         with K.thread_limit(self.n_threads):
-            A, D, n_iter, obj, converged = _factorize(
+            A, D, n_iter, _, converged = _factorize(
                 V, D, free=None, beta=_beta_value(self.beta), sparsity=self.sparsity, max_iter=self.max_iter,
                 tol=self.tol, rng=rng, verbose=self.verbose,
             )

@@ -96,6 +96,22 @@ def test_solve_returns_objective_of_its_factors():
     assert objective == pytest.approx(_objective(X, A, D, 1.0, penalty), rel=1e-10)
 
 
+def test_solve_without_objective_gives_the_same_factors():
+    X = _low_rank(3)
+    X /= X.mean()
+    rng = np.random.RandomState(0)
+    D = _init_atoms(6, X.shape[1], X.dtype, rng)
+    A = _init_activations(X, D, rng)
+    A2, D2 = A.copy(), D.copy()
+    penalty = L1Penalty(0.3)
+    with_obj = _solve(X, A, D, beta=1.0, penalty=penalty, max_iter=25, tol=1e-3)
+    without = _solve(X, A2, D2, beta=1.0, penalty=penalty, max_iter=25, tol=1e-3, objective=False)
+    assert without[1] is None and with_obj[1] is not None
+    assert without[0] == with_obj[0] and without[2] == with_obj[2]
+    np.testing.assert_array_equal(A2, A)
+    np.testing.assert_array_equal(D2, D)
+
+
 # --------------------------------------------------------------------------- independent oracle
 
 
