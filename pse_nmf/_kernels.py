@@ -115,15 +115,24 @@ def beta_terms(X, WH, NUM, beta, eps, with_div):
 
 
 @njit(**_OPTS)
+def _power(r, gamma):
+    # gamma is 1 (beta in [1, 2]), 1/2 (Itakura-Saito) or 1/(2 - beta), 1/(beta - 1) otherwise.
+    # sqrt is a vector instruction; pow is a libm call per element (0.83 ms for 100 x 1000 float32
+    # against ~0.05 ms), which made the Itakura-Saito update a third slower than scikit-learn's.
+    if gamma == 1.0:
+        return r
+    if gamma == 0.5:
+        return np.sqrt(r)
+    return r**gamma
+
+
+@njit(**_OPTS)
 def mu_step(A, num, den, gamma, eps):
     """Multiplicative update in place: ``A <- A * (num / max(den, eps))**gamma``."""
     n, m = A.shape
     for i in prange(n):
         for j in range(m):
-            r = num[i, j] / max(den[i, j], eps)
-            if gamma != 1.0:
-                r = r**gamma
-            A[i, j] *= r
+            A[i, j] *= _power(num[i, j] / max(den[i, j], eps), gamma)
 
 
 @njit(**_OPTS)
@@ -136,10 +145,7 @@ def mu_step_cols(A, num, den, gamma, eps):
     n, m = A.shape
     for i in prange(n):
         for j in range(m):
-            r = num[i, j] / max(den[j], eps)
-            if gamma != 1.0:
-                r = r**gamma
-            A[i, j] *= r
+            A[i, j] *= _power(num[i, j] / max(den[j], eps), gamma)
 
 
 @njit(**_OPTS)
@@ -152,10 +158,7 @@ def mu_step_rows(A, num, den, gamma, eps):
     for i in prange(n):
         d = max(den[i], eps)
         for j in range(m):
-            r = num[i, j] / d
-            if gamma != 1.0:
-                r = r**gamma
-            A[i, j] *= r
+            A[i, j] *= _power(num[i, j] / d, gamma)
 
 
 @njit(**_OPTS)
