@@ -143,6 +143,24 @@ def _mask_mse_loss(module, tensors):
     return _masked_mse(module(V, W), M, W)
 
 
+def _validation_split(items, fraction, segment_seconds, rng, what):
+    """Shuffle ``items`` with ``rng`` and split off ``fraction`` of them (at least one, never all).
+
+    Returns ``(valid, train)``; ``what`` names the audio in the error ("speech", "noisy").
+    """
+    n_valid = 0
+    if fraction > 0:
+        if len(items) < 2:
+            raise ValueError(
+                f"validation_fraction={fraction} needs at least 2 {what} segments of "
+                f"segment_seconds={segment_seconds}, got {len(items)}: give more {what} audio, shorter "
+                "segments, or validation_fraction=0"
+            )
+        n_valid = min(max(1, int(round(fraction * len(items)))), len(items) - 1)
+    order = rng.permutation(len(items))
+    return [items[i] for i in order[:n_valid]], [items[i] for i in order[n_valid:]]
+
+
 def _masked_mse(pred, target, weight):
     """Sum of squared errors over real frames, and the number of terms."""
     return (torch.square(pred - target) * weight).sum(), weight.sum() * pred.shape[-1]
@@ -309,18 +327,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         if not segments:
             raise ValueError("the speech recordings are silent (all zeros): nothing to learn from")
         rng = check_random_state(self.random_state)
-        n_valid = 0
-        if self.validation_fraction > 0:
-            if len(segments) < 2:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} needs at least 2 speech segments of "
-                    f"segment_seconds={self.segment_seconds}, got {len(segments)}: give more speech, shorter "
-                    "segments, or validation_fraction=0"
-                )
-            n_valid = min(max(1, int(round(self.validation_fraction * len(segments)))), len(segments) - 1)
-        order = rng.permutation(len(segments))
-        valid = [segments[i] for i in order[:n_valid]]
-        train = [segments[i] for i in order[n_valid:]]
+        valid, train = _validation_split(segments, self.validation_fraction, self.segment_seconds, rng, "speech")
         train_mags = [self._magnitude(s) for s in train]
         valid_pairs = [self._mix_pair(s, self._magnitude(s), noise_recs, snr_range, rng) for s in valid]
 

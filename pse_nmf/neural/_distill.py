@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._audio import stft
 from .._data import _SilentExcerptError, mix_at_snr
-from ._base import BaseNeuralEnhancer, _seed, _torch_threads
+from ._base import BaseNeuralEnhancer, _seed, _torch_threads, _validation_split
 
 _EPS = 1e-8
 
@@ -280,18 +280,8 @@ class DistilledStudent(BaseEstimator):
         if not places:
             raise ValueError("the noisy recordings are silent (all zeros): nothing to adapt to")
         rng = check_random_state(self.random_state)
-        n_valid = 0
-        if self.validation_fraction > 0:
-            if len(places) < 2:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} needs at least 2 segments of "
-                    f"segment_seconds={self.segment_seconds}, got {len(places)}: give more audio, shorter "
-                    "segments, or validation_fraction=0"
-                )
-            n_valid = min(max(1, int(round(self.validation_fraction * len(places)))), len(places) - 1)
-        order = rng.permutation(len(places))
-        valid_places = [places[i] for i in order[:n_valid]]
-        train_places = [places[i] for i in order[n_valid:]]
+        valid_places, train_places = _validation_split(places, self.validation_fraction, self.segment_seconds, rng,
+                                                       "noisy")
 
         def examples(where, inputs):
             out = []
