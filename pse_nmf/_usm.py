@@ -138,28 +138,27 @@ class _SpeechDictionaryEnhancer(AudioMixin, MaskTransformerMixin, ModelIOMixin, 
         free = np.arange(D.shape[0]) >= D_known.shape[0]
         l1 = np.where(free, self.noise_sparsity, self.sparsity).astype(V.dtype)
         beta = _beta_value(self.beta)
+        penalty = self._speech_penalty(D.shape[0], groups, l1)  # depends on the shapes only, not on A or D
         A = None
         with K.thread_limit(self.n_threads):
-            quiet_iter = getattr(self, "quiet_noise_iter", 0)
-            if quiet_iter and V.shape[0] >= 4:
+            if self.quiet_noise_iter and V.shape[0] >= 4:
                 # noise atoms first learned where the input is quietest (speech pauses: mostly noise)
                 energy = V.sum(axis=1)
                 Vq = V[energy <= np.quantile(energy, 0.25)]
                 if np.any(Vq):
                     _, D, _, _, _ = _factorize(
-                        Vq, D, free=free, beta=beta, sparsity=l1, max_iter=quiet_iter, tol=self.tol, rng=rng,
-                        penalty=self._speech_penalty(D.shape[0], groups, l1),
+                        Vq, D, free=free, beta=beta, sparsity=l1, max_iter=self.quiet_noise_iter, tol=self.tol,
+                        rng=rng, penalty=penalty,
                     )
-            fixed_iter = getattr(self, "fixed_noise_iter", 0)
-            if fixed_iter:
+            if self.fixed_noise_iter:
                 # activations only, every atom held: the speech cannot leak into the noise atoms yet
                 A, D, _, _, _ = _factorize(
-                    V, D, free=np.zeros_like(free), beta=beta, sparsity=l1, max_iter=fixed_iter, tol=self.tol,
-                    rng=rng, penalty=self._speech_penalty(D.shape[0], groups, l1),
+                    V, D, free=np.zeros_like(free), beta=beta, sparsity=l1, max_iter=self.fixed_noise_iter,
+                    tol=self.tol, rng=rng, penalty=penalty,
                 )
             A, D, _, _, _ = _factorize(
                 V, D, free=free, beta=beta, sparsity=l1, max_iter=self.test_max_iter, tol=self.tol, rng=rng, A=A,
-                penalty=self._speech_penalty(D.shape[0], groups, l1),
+                penalty=penalty,
             )
         return A, D, D_known.shape[0]
 
