@@ -127,7 +127,16 @@ def check_waveform(x, *, name="x", downmix=False, min_length=1, dtype=np.float32
 def resample(y, orig_sr, target_sr):
     """Resample a 1-D waveform with librosa's high-quality soxr resampler.
 
-    Returns ``y`` unchanged when the rates are equal.
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+    orig_sr, target_sr : int
+        Rates of ``y`` and of the result, in Hz (positive).
+
+    Returns
+    -------
+    y : ndarray of shape (about n_samples * target_sr / orig_sr,)
+        Same dtype as the input; ``y`` itself when the rates are equal.
     """
     orig_sr, target_sr = int(orig_sr), int(target_sr)
     if orig_sr <= 0 or target_sr <= 0:
@@ -267,7 +276,11 @@ def istft(S, *, n_fft=1024, hop_length=256, window="hann", length=None):
     Parameters
     ----------
     S : complex ndarray of shape (n_frames, n_fft // 2 + 1)
-    length : int or None
+    n_fft : int, default=1024
+    hop_length : int, default=256
+    window : str, default="hann"
+        As given to :func:`stft`.
+    length : int or None, default=None
         Samples in the output; pass the input's length to get it back exactly.
 
     Returns
@@ -308,6 +321,15 @@ def ratio_mask(target, interference, power=1.0):
 def ideal_ratio_mask(speech, noise, *, power=1.0, n_fft=1024, hop_length=256):
     """Oracle ideal ratio mask from the true speech and noise waveforms.
 
+    Parameters
+    ----------
+    speech, noise : ndarray of shape (n_samples,)
+        The two sources of the mixture, sample-aligned.
+    power : float, default=1.0
+        Mask exponent, as in :func:`ratio_mask`.
+    n_fft : int, default=1024
+    hop_length : int, default=256
+
     Returns
     -------
     mask : ndarray of shape (n_frames, n_bins)
@@ -323,6 +345,15 @@ def oracle_mask_denoise(mixture, speech, *, power=1.0, n_fft=1024, hop_length=25
     """Apply the oracle ideal ratio mask to a mixture: the ceiling of masking.
 
     The noise is taken as ``mixture - speech``.
+
+    Parameters
+    ----------
+    mixture, speech : ndarray of shape (n_samples,)
+        The noisy signal and its clean speech, of the same length.
+    power : float, default=1.0
+        Mask exponent, as in :func:`ratio_mask`.
+    n_fft : int, default=1024
+    hop_length : int, default=256
 
     Returns
     -------

@@ -55,6 +55,10 @@ def sdr(estimate, reference):
     The estimate may differ from the reference by a 512-tap time-invariant
     filter (bss_eval_sources' default), so SDR >= SI-SDR in general.
 
+    Parameters
+    ----------
+    estimate, reference : array-like of shape (n_samples,)
+
     Returns
     -------
     float
@@ -111,6 +115,13 @@ def stoi(estimate, reference, sr=16000, extended=False):
 
     ``extended=True`` gives eSTOI (Jensen & Taal, 2016).
 
+    Parameters
+    ----------
+    estimate, reference : array-like of shape (n_samples,)
+    sr : int, default=16000
+        Rate of the signals (pystoi resamples to 10 kHz).
+    extended : bool, default=False
+
     Returns
     -------
     float
@@ -124,7 +135,17 @@ def stoi(estimate, reference, sr=16000, extended=False):
 
 
 def estoi(estimate, reference, sr=16000):
-    """Extended STOI (Jensen & Taal, IEEE/ACM TASLP 2016); see :func:`stoi`."""
+    """Extended STOI (Jensen & Taal, IEEE/ACM TASLP 2016); see :func:`stoi`.
+
+    Parameters
+    ----------
+    estimate, reference : array-like of shape (n_samples,)
+    sr : int, default=16000
+
+    Returns
+    -------
+    float
+    """
     return stoi(estimate, reference, sr=sr, extended=True)
 
 

@@ -353,7 +353,10 @@ def non_negative_factorization(X, A=None, D=None, *, n_components=None, beta=1.0
     update_components : bool or array-like of bool of shape (n_components,)
         Which atoms are learned; False everywhere keeps ``D`` fixed.
     update_activations : bool, default=True
-    max_iter, tol, random_state, n_threads
+    max_iter : int, default=200
+    tol : float, default=1e-4
+    random_state : int, RandomState instance or None, default=None
+    n_threads : int or None, default=None
         As in :class:`BetaNMF`.
 
     Returns

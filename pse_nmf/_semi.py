@@ -66,20 +66,23 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
     ----------
     n_components : int, default=64
         Atoms of the known dictionary learned by ``fit``.
-    n_test_components : int, default=16
-        Atoms of the other source learned on each input at test time.
+    n_test_components : int, default=8
+        Atoms of the other source learned on each input at test time (the
+        noise atoms with ``known="speech"``; the speaker-aware estimators
+        call the same number ``n_noise_components``, but here the learned
+        source is speech when ``known="noise"``, so the name says "test").
     known : {"speech", "noise"}, default="speech"
         Which source ``fit`` sees.
     beta : float or str, default=1.0
         Beta-divergence (1 = KL, on magnitudes).
-    sparsity : float, default=0.1
+    sparsity : float, default=1.0
         L1 weight on the known source's activations, when fitting and at
         test time.
-    test_sparsity : float, default=0.0
+    test_sparsity : float, default=1.0
         L1 weight on the activations of the atoms learned at test time.
     spectrum_power : float, default=1.0
         Frames are ``|STFT| ** spectrum_power`` (1 magnitude, 2 power).
-    mask_power : float, default=1.0
+    mask_power : float, default=2.0
         Exponent ``p`` of the soft mask.
     max_iter : int, default=200
         Iterations when fitting the dictionary.
