@@ -159,6 +159,14 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         Then this many iterations on all frames with every atom held
         (activations only), before ``test_max_iter`` iterations with the
         noise atoms free; 0 skips this stage.
+    unstaged_iter : int, default=0
+        Mask averaging with a solve without the staged noise updates (as
+        :class:`~pse_nmf.USM`'s; this library's heuristic); only used when
+        the stages are on.
+    mask_smoothing : int, default=1
+        Width in frames of a moving average over time of the speech mask
+        (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none,
+        not measured for exemplars).
     tol : float, default=1e-4
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
@@ -231,7 +239,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     def __init__(self, n_exemplars=2000, *, selection="random", n_neighbors=10, silence_db=-50.0,
                  n_noise_components=8, sparsity=1.0, noise_sparsity=1.0, chunk_size=512, n_candidates=512, beta=1.0,
                  spectrum_power=1.0, mask_power=2.0, test_max_iter=100, quiet_noise_iter=0,
-                 fixed_noise_iter=0, tol=1e-4, sr=16000, n_fft=1024, hop_length=256,
+                 fixed_noise_iter=0, unstaged_iter=0, mask_smoothing=1, tol=1e-4, sr=16000, n_fft=1024, hop_length=256,
                  random_state=None, n_threads=None, verbose=0):
         self.n_exemplars = n_exemplars
         self.selection = selection
@@ -248,6 +256,8 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         self.test_max_iter = test_max_iter
         self.quiet_noise_iter = quiet_noise_iter
         self.fixed_noise_iter = fixed_noise_iter
+        self.unstaged_iter = unstaged_iter
+        self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.sr = sr
         self.n_fft = n_fft
@@ -309,8 +319,8 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
             cand = np.sort(cand[np.argsort(-counts, kind="stable")[: self.n_candidates]])
         return cand
 
-    def _decompose(self, V):
-        """Speech and noise models (each (n_frames, n_bins)), chunk by chunk."""
+    def _models(self, V, staged=True, max_iter=None):
+        """Speech and noise models (each (n_frames, n_bins)) of one solve, chunk by chunk."""
         E = np.asarray(self.components_).astype(V.dtype, copy=False)
         rng = check_random_state(self.random_state)
         speech = np.zeros_like(V)
@@ -323,7 +333,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
                 continue
             cand = self._candidates(Vc, E)
             Ek = E if cand is None else E[cand]
-            A, D, k = self._activations(Vc, Ek, None, noise_atoms, rng)
+            A, D, k = self._activations(Vc, Ek, None, noise_atoms, rng, staged=staged, max_iter=max_iter)
             speech[sl] = A[:, :k] @ D[:k]
             noise[sl] = A[:, k:] @ D[k:]
             noise_atoms = D[k:]

@@ -121,6 +121,14 @@ class MLD(_SpeechDictionaryEnhancer):
         Then this many iterations on all frames with every atom held
         (activations only), before ``test_max_iter`` iterations with the
         noise atoms free; 0 skips this stage.
+    unstaged_iter : int, default=0
+        Mask averaging with a solve without the staged noise updates (as
+        :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: on
+        the tuning speakers the plain MLD solve loses too much at +5 dB
+        (see Notes).
+    mask_smoothing : int, default=3
+        Width in frames of a moving average over time of the speech mask
+        (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
     tol : float, default=1e-4
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
@@ -212,8 +220,9 @@ class MLD(_SpeechDictionaryEnhancer):
 
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8, block_penalty="log",
                  block_sparsity=1.0, block_eps=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
-                 mask_power=2.0, max_iter=200, test_max_iter=30, quiet_noise_iter=100, fixed_noise_iter=50, tol=1e-4, sr=16000, n_fft=1024, hop_length=256,
-                 random_state=None, n_threads=None, verbose=0):
+                 mask_power=2.0, max_iter=200, test_max_iter=30, quiet_noise_iter=100, fixed_noise_iter=50, unstaged_iter=0,
+                 mask_smoothing=3, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
+                 verbose=0):
         self.n_dictionaries = n_dictionaries
         self.n_components_per_dictionary = n_components_per_dictionary
         self.n_noise_components = n_noise_components
@@ -229,6 +238,8 @@ class MLD(_SpeechDictionaryEnhancer):
         self.test_max_iter = test_max_iter
         self.quiet_noise_iter = quiet_noise_iter
         self.fixed_noise_iter = fixed_noise_iter
+        self.unstaged_iter = unstaged_iter
+        self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.sr = sr
         self.n_fft = n_fft

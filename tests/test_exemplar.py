@@ -142,3 +142,22 @@ def test_staged_noise_updates_per_chunk():
     assert not np.allclose(staged, plain)
     with pytest.raises(ValueError, match="quiet_noise_iter"):
         ExemplarNMF(quiet_noise_iter=-2).fit(X)
+
+
+def test_mask_averaging_and_smoothing_per_chunk():
+    """unstaged_iter / mask_smoothing act on the whole input's mask, after the chunked solves."""
+    rng = np.random.default_rng(12)
+    X = _frames(n=150, seed=13)
+    model = ExemplarNMF(n_exemplars=40, n_noise_components=2, test_max_iter=10, chunk_size=40, quiet_noise_iter=10,
+                        fixed_noise_iter=5, random_state=0).fit(X)
+    assert (model.unstaged_iter, model.mask_smoothing) == (0, 1)  # off by default
+    test = _frames(n=90, seed=14) + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=90), rng.uniform(0.1, 1, size=24))
+    staged = model.transform(test) / test
+    plain = model.set_params(quiet_noise_iter=0, fixed_noise_iter=0, test_max_iter=12).transform(test) / test
+    averaged = model.set_params(quiet_noise_iter=10, fixed_noise_iter=5, test_max_iter=10,
+                                unstaged_iter=12).transform(test) / test
+    assert not np.allclose(staged, plain)
+    np.testing.assert_allclose(averaged, 0.5 * (staged + plain), rtol=1e-4, atol=1e-6)
+    smoothed = model.set_params(unstaged_iter=0, mask_smoothing=3).transform(test) / test
+    padded = np.vstack([staged[:1], staged, staged[-1:]])  # edges repeated
+    np.testing.assert_allclose(smoothed, (padded[:-2] + padded[1:-1] + padded[2:]) / 3, rtol=1e-4, atol=1e-6)

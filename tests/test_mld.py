@@ -41,9 +41,9 @@ def test_one_local_dictionary_equals_semi_supervised_nmf(example):
     speaker = example.speech["so762_9604"]
     common = dict(n_noise_components=5, sparsity=0.2, max_iter=30, test_max_iter=20, tol=1e-4, mask_power=2.0,
                   spectrum_power=1.0, beta=1.0, random_state=3)
-    # without the staged noise updates (SemiSupervisedNMF has none)
+    # without the staged noise updates and the mask smoothing (SemiSupervisedNMF has neither)
     mld = MLD(n_dictionaries=1, n_components_per_dictionary=12, quiet_noise_iter=0, fixed_noise_iter=0,
-              **common).fit(speaker[:2])
+              mask_smoothing=1, **common).fit(speaker[:2])
     mld.set_params(noise_sparsity=0.05)
     common["n_test_components"] = common.pop("n_noise_components")
     common["test_sparsity"] = 0.05

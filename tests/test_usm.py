@@ -441,3 +441,55 @@ def test_plot_block_usage(small_train, example, tmp_path):
     assert isinstance(fig, Figure)
     assert (tmp_path / "usage.png").stat().st_size > 1000
     assert len(fig.axes[0].get_yticklabels()) == 3
+
+
+# -- mask averaging and smoothing -----------------------------------------------------------------
+
+def _smooth_oracle(M, width):
+    """Loop-based moving average over frames, edges repeated."""
+    T, half = M.shape[0], width // 2
+    out = np.empty_like(M, dtype=np.float64)
+    for t in range(T):
+        rows = [M[min(max(s, 0), T - 1)] for s in range(t - half, t - half + width)]
+        out[t] = np.mean(rows, axis=0)
+    return out
+
+
+def _mask_of(model, X):
+    """The speech mask a model applies to frames X (transform is X times it)."""
+    return model.transform(X) / X
+
+
+def test_mask_averaging_and_smoothing_match_oracle():
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=11)
+    kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, random_state=0)
+    raw = USM(mask_smoothing=1, **kw).fit(X, y)
+    speech = rng.gamma(1.0, 1.0, size=(60, 3)) @ atoms[1]
+    speech[::3] = 0.0
+    test = speech + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=60), rng.uniform(0.1, 1.0, size=30))
+    assert USM().mask_smoothing == 3 and USM().unstaged_iter == 0
+    # smoothing: the moving average of the raw mask over 3 (5) frames
+    for width in (3, 5):
+        smoothed = _mask_of(clone(raw).set_params(mask_smoothing=width).fit(X, y), test)
+        np.testing.assert_allclose(smoothed, _smooth_oracle(_mask_of(raw, test), width), rtol=1e-4, atol=1e-6)
+    # averaging: the mean of the staged solve's mask and that of a plain solve of unstaged_iter iterations
+    stages = dict(quiet_noise_iter=20, fixed_noise_iter=5)
+    staged = _mask_of(clone(raw).set_params(**stages).fit(X, y), test)
+    plain = _mask_of(clone(raw).set_params(test_max_iter=25).fit(X, y), test)
+    averaged = _mask_of(clone(raw).set_params(unstaged_iter=25, **stages).fit(X, y), test)
+    assert not np.allclose(staged, plain)
+    np.testing.assert_allclose(averaged, 0.5 * (staged + plain), rtol=1e-4, atol=1e-6)
+    # without stages there is nothing to average: unstaged_iter changes nothing
+    np.testing.assert_array_equal(clone(raw).set_params(unstaged_iter=25).fit(X, y).transform(test), raw.transform(test))
+    # the waveform path still splits the input into two parts that add up to it
+    example = load_example()
+    x = example.speech["so762_9604"][0][:8000] + 0.05 * example.noise["dishes"][0][:8000]
+    wave_model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=5, test_max_iter=5, unstaged_iter=5,
+                     quiet_noise_iter=5, fixed_noise_iter=2, random_state=0)
+    wave_model.fit({s: u[:1] for s, u in list(example.speech.items())[:2]})
+    s_est, n_est = wave_model.separate(x)
+    np.testing.assert_allclose(s_est + n_est, x, atol=1e-4)
+    with pytest.raises(ValueError, match="mask_smoothing"):
+        clone(raw).set_params(mask_smoothing=0).fit(X, y)
+    with pytest.raises(ValueError, match="unstaged_iter"):
+        clone(raw).set_params(unstaged_iter=-1).fit(X, y)
