@@ -389,6 +389,9 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=None,
                         help="repetitions; the median is reported (default 7; 3 with --quick)")
     parser.add_argument("--betas", default="1,0,2", help="comma-separated betas (default 1,0,2)")
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated FRAMESxCOMPONENTS at 513 bins, e.g. 1000x100,10000x100 "
+                             "(default: the four of the full run; 1000x100 with --quick)")
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/speed-<time>)")
     args = parser.parse_args(argv)
@@ -398,6 +401,8 @@ def main(argv=None):
     else:
         shapes = [(1000, 513, 100), (1000, 513, 50), (1000, 513, 400), (10000, 513, 100)]
         reps, durations = args.reps or 7, [10, 60]
+    if args.shapes:
+        shapes = [(int(t), 513, int(k)) for t, k in (item.lower().split("x") for item in args.shapes.split(","))]
     try:
         import torch  # noqa: F401
 
