@@ -258,6 +258,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     \+0.5 / +1                                      3.59 / 4.16     2.03 / 3.36
     same, -0.3 / -0.6                               4.72 / 6.18,    4.57 / 6.61,
                                                     3.52 / 4.60     3.48 / 5.21
+    L1 weight 0.8 / 1.25 on all activations         5.47 / 7.18,    5.03 / 7.09,
+                                                    5.54 / 7.28     4.91 / 7.17
     no re-seeding / ``n_dict_iter=0``               3.87 / 7.06,
                                                     3.51 / 5.77
     window 192 / 16 noise atoms                     5.29 / 7.23,
