@@ -254,6 +254,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     B: 160 / 1280)
     same (1280) and atoms with < 2 % of the         5.64 / 7.53
     window's noise activation left unchanged
+    a bank of 4 frozen noise atoms: a retired atom  5.55 / 7.13,
+    much used over the long run (half-life 640)     5.26 / 7.17
+    is kept there; 8 / 4 atoms still learned
     L1 weight on speech activations only            4.96 / 6.29,    3.76 / 5.71,
     \+0.5 / +1                                      3.59 / 4.16     2.03 / 3.36
     same, -0.3 / -0.6                               4.72 / 6.18,    4.57 / 6.61,
