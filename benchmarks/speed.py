@@ -220,6 +220,10 @@ def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
     """
     import multiprocessing as mp
 
+    # The bounds are timed before the workers start: a worker starting up (imports, Numba compilation) while
+    # the first shape's bound was timed made that bound 10x too slow.
+    bounds_by_shape = {shape: {"f32": _product_bound_ms(*shape, np.float32, reps),
+                               "f64": _product_bound_ms(*shape, np.float64, reps)} for shape in shapes}
     ctx = mp.get_context("spawn")
     names = _contenders(with_torch)
     workers = {}
@@ -232,8 +236,7 @@ def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
     try:
         for T, F, K in shapes:
             flops = 8.0 * F * K * T
-            bounds = {"f32": _product_bound_ms(T, F, K, np.float32, reps),
-                      "f64": _product_bound_ms(T, F, K, np.float64, reps)}
+            bounds = bounds_by_shape[(T, F, K)]
             for beta in betas:
                 # Each contender runs n and 2n iterations; the difference of the medians over n is the
                 # marginal cost of an iteration, and 2 t(n) - t(2n) the cost of a call apart from its

@@ -170,31 +170,11 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
     if not (update_D or update_activations):
         raise ValueError("nothing to update: no free atoms and activations fixed")
 
-    n_frames, n_bins = X.shape
+    WH = np.empty_like(X)
+    NUM = np.empty_like(X) if beta not in (1.0, 2.0) else None
     # Euclidean: the products go through the Gram matrices D D^T and A^T A (K x K), so no
     # (n_frames, n_bins) model is formed except to evaluate the objective on check iterations.
     gram = beta == 2.0
-    A_out, D_out = A, D
-    if gram:
-        # X, A and D live in one buffer B = [[X, A], [D, .]], so that each update's two products are one BLAS
-        # call: [X; D] D^T = [X D^T; D D^T] for the activations, A^T [X | A] = [A^T X | A^T A] for the atoms
-        # (the Gram products alone are small but each was a call of its own: the separate A^T A took 1.9 ms of
-        # the 9 for both at 10000 x 513, K = 100). A and D are copied back at the end.
-        B = np.empty((n_frames + n_components, n_bins + n_components), dtype=dtype)
-        B[:n_frames, :n_bins] = X
-        B[:n_frames, n_bins:] = A
-        B[n_frames:, :n_bins] = D
-        B[n_frames:, n_bins:] = 0.0
-        XD, XA = B[:, :n_bins], B[:n_frames]
-        X, A, D = B[:n_frames, :n_bins], B[:n_frames, n_bins:], B[n_frames:, :n_bins]
-    WH = np.empty((n_frames, n_bins), dtype=dtype) if (not gram or tol > 0 or objective) else None
-    NUM = np.empty_like(WH) if beta not in (1.0, 2.0) else None
-    # products are written into buffers allocated once, not into fresh arrays every iteration
-    num_A = (np.empty((n_frames + (n_components if gram else 0), n_components), dtype=dtype)
-             if update_activations else None)
-    den_A = np.empty((n_frames, n_components), dtype=dtype) if update_activations and beta != 1.0 else None
-    num_D = np.empty((free_idx.size, n_bins + (n_components if gram else 0)), dtype=dtype) if update_D else None
-    den_D = np.empty((free_idx.size, n_bins), dtype=dtype) if update_D and beta != 1.0 else None
     if update_D and penalty is not None:
         # keep free atoms at unit norm from the start (the update assumes it)
         _normalize_rows(D, A, free_idx)
@@ -213,19 +193,18 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
                 if check:
                     np.matmul(A, D, out=WH)
                     div = float(K.beta_divergence_kernel(X, WH, beta, eps))
-                both = np.matmul(XD, D.T, out=num_A)  # [X D^T; D D^T]
-                num = both[:n_frames]
-                den = np.matmul(A, both[n_frames:], out=den_A)
+                num = X @ D.T
+                den = A @ (D @ D.T)
             else:
                 np.matmul(A, D, out=WH)
                 d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check)
                 if check:
                     div = d
-                num = np.matmul(num_f, D.T, out=num_A)
+                num = num_f @ D.T
                 if den_f is None:  # KL: the denominator factor is a matrix of ones
                     den = D.sum(axis=1)  # one value per atom, the same for every frame
                 else:
-                    den = np.matmul(den_f, D.T, out=den_A)
+                    den = den_f @ D.T
             if penalty is not None:
                 grad = penalty.gradient(A)
                 den = den + grad if np.ndim(grad) <= den.ndim else den[None, :] + grad
@@ -241,19 +220,18 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
                 if check and div is None:
                     np.matmul(A, D, out=WH)
                     div = float(K.beta_divergence_kernel(X, WH, beta, eps))
-                both = np.matmul(Af.T, XA, out=num_D)  # [Af^T X | Af^T A]
-                num = both[:, :n_bins]
-                den = np.matmul(both[:, n_bins:], D, out=den_D)
+                num = Af.T @ X
+                den = (Af.T @ A) @ D
             else:
                 np.matmul(A, D, out=WH)
                 d, num_f, den_f = _terms(X, WH, NUM, beta, eps, check and div is None)
                 if div is None and check:
                     div = d
-                num = np.matmul(Af.T, num_f, out=num_D)
+                num = Af.T @ num_f
                 if den_f is None:
                     den = Af.sum(axis=0)  # one value per atom, the same for every bin
                 else:
-                    den = np.matmul(Af.T, den_f, out=den_D)
+                    den = Af.T @ den_f
             Df = D if all_free else D[free_idx]
             if penalty is not None:
                 if den.ndim == 1:
@@ -287,10 +265,6 @@ def _solve(X, A, D, *, beta, penalty=None, free=None, update_activations=True, m
             previous_error = error
     if update_D:
         _normalize_rows(D, A, free_idx)
-    if gram:  # back from the shared buffer into the caller's arrays
-        A_out[...] = A
-        D_out[...] = D
-        A, D = A_out, D_out
     if not objective:
         return n_iter, None, converged
     np.matmul(A, D, out=WH)
