@@ -267,6 +267,12 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                                                     3.51 / 5.77
     window 192 / 16 noise atoms                     5.29 / 7.23,
                                                     5.51 / 7.10
+    window 48 / 384                                 5.20 / 6.75,
+                                                    3.71 / 6.86
+    mean of two streams' masks (twice the cost):    5.65 / 7.34,
+    defaults with ``random_state`` 0 and 1;         5.59 / 7.17,
+    defaults and window 48; defaults and window     5.04 / 7.47
+    384
     ==============================================  ==============  ==============
 
     Where the gap is (set A, defaults against offline): the first 2 s of a
