@@ -358,8 +358,8 @@ class USM(_SpeechDictionaryEnhancer):
         start and not on another), and the mean of two masks is steadier.
         Chosen on the tuning speakers (zero-shot, with the per-frame
         penalty: one solve of 50 iterations 4.86 dB, two of 35 5.03; few-shot
-        7.92 -> 8.05; see Notes). Two solves of 35 iterations take about
-        1.5 times as long as one of 50 (10 s of audio with 24 blocks: see
+        7.92 -> 8.05; see Notes). Two solves of 35 iterations take 1.5-1.9
+        times as long as one of 50 (10 s of audio with 24 blocks: see
         Notes). 1: one solve.
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
@@ -541,7 +541,8 @@ class USM(_SpeechDictionaryEnhancer):
     few-shot row + the mean of a personal-block-only staged /
     plain pair                                                    7.86
     few-shot row + per-frame 1.0 + ``n_solves=2`` (two staged /
-    plain pairs; the new few-shot row)                            8.05
+    plain pairs; the new few-shot row; per-frame 0.5 / 2: 7.98 /
+    8.11, three pairs: 8.09, all within the noise)                8.05
     ==========================================================  =======
 
     10 s of audio with 24 blocks, one thread, on the shared 2-core machine
@@ -614,10 +615,11 @@ class USM(_SpeechDictionaryEnhancer):
     _fitted_scalars = ("speakers_", "block_sizes_", "n_iter_", "n_features_in_")
 
     def __init__(self, n_components_per_speaker=16, *, n_noise_components=8, block_penalty="log", block_sparsity=3.0,
-                 block_eps=1.0, frame_block_sparsity=1.0, active_speakers=None, speaker_sparsity=None, beta=1.0, sparsity=0.5, fit_sparsity=1.0,
-                 noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=35,
-                 quiet_noise_iter=0, fixed_noise_iter=0, unstaged_iter=0, n_solves=2, mask_smoothing=3, tol=1e-4,
-                 sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
+                 block_eps=1.0, frame_block_sparsity=1.0, active_speakers=None, speaker_sparsity=None, beta=1.0,
+                 sparsity=0.5, fit_sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200,
+                 test_max_iter=35, quiet_noise_iter=0, fixed_noise_iter=0, unstaged_iter=0, n_solves=2,
+                 mask_smoothing=3, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
+                 verbose=0):
         self.n_components_per_speaker = n_components_per_speaker
         self.n_noise_components = n_noise_components
         self.block_penalty = block_penalty
