@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BlockPenalty"]
+__all__ = ["BlockPenalty", "PenaltySum"]
 
 _KINDS = ("log", "l1", "l2")
 _SCOPES = ("utterance", "frame")
@@ -94,6 +94,11 @@ class BlockPenalty:
         self.eps = float(eps)
         self.l1 = l1
         self._in_block = np.flatnonzero(groups >= 0)
+        # the block atoms as a slice when they are contiguous (the usual layout: speech blocks, then noise atoms),
+        # so the per-frame paths read views instead of fancy-indexed copies
+        lo = int(self._in_block[0]) if self._in_block.size else 0
+        contiguous = np.array_equal(self._in_block, np.arange(lo, lo + self._in_block.size))
+        self._cols = slice(lo, lo + self._in_block.size) if contiguous else self._in_block
         self._block_of = groups[self._in_block]
         self.n_blocks = int(groups.max()) + 1 if self._in_block.size else 0
         w = np.asarray(weight, dtype=np.float64)
@@ -111,20 +116,27 @@ class BlockPenalty:
         # one-hot membership (n_in_block, n_blocks): block sums of every frame in one product
         self._membership = np.zeros((self._in_block.size, self.n_blocks))
         self._membership[np.arange(self._in_block.size), self._block_of] = 1.0
+        self._membership_cache = {}
+
+    def _membership_as(self, dtype):
+        m = self._membership_cache.get(dtype)
+        if m is None:
+            m = self._membership_cache[dtype] = self._membership.astype(dtype)
+        return m
 
     def block_sums(self, A):
         """Block L1 norms: (n_blocks,) for utterance scope, (n_frames, n_blocks) for frame scope."""
-        Ab = A[:, self._in_block]
+        Ab = A[:, self._cols]
         if self.scope == "utterance":
             return np.bincount(self._block_of, weights=Ab.sum(axis=0, dtype=np.float64), minlength=self.n_blocks)
-        return Ab @ self._membership.astype(A.dtype, copy=False)
+        return Ab @ self._membership_as(A.dtype)
 
     def _block_sq_norms(self, A):
         Ab = A[:, self._in_block]
         sq = Ab * Ab
         if self.scope == "utterance":
             return np.bincount(self._block_of, weights=sq.sum(axis=0, dtype=np.float64), minlength=self.n_blocks)
-        return sq @ self._membership.astype(A.dtype, copy=False)
+        return sq @ self._membership_as(A.dtype)
 
     def _l1_gradient(self, A):
         return np.broadcast_to(np.asarray(self.l1, dtype=A.dtype), A.shape[1:])
@@ -150,8 +162,8 @@ class BlockPenalty:
             return g + self._l1_gradient(A)
         g = np.zeros(A.shape, dtype=A.dtype)
         if self.kind == "log":
-            per_block = w / (self.eps + self.block_sums(A))
-            g[:, self._in_block] = per_block[:, self._block_of]
+            per_block = w.astype(A.dtype) / (A.dtype.type(self.eps) + self.block_sums(A))
+            g[:, self._cols] = per_block[:, self._block_of]
         else:
             norms = np.maximum(np.sqrt(self._block_sq_norms(A)), tiny)
             g[:, self._in_block] = self._w_atom * A[:, self._in_block] / norms[:, self._block_of]
@@ -175,3 +187,37 @@ class BlockPenalty:
         norms = np.sqrt(np.asarray(self._block_sq_norms(A), dtype=np.float64))
         scale = np.sqrt(n_frames) if self.scope == "utterance" else 1.0
         return l1 + scale * float(np.sum(w * norms))
+
+
+class PenaltySum:
+    """Sum of penalty objects: the gradients add, and so do the values.
+
+    Combines, e.g., an utterance-scope and a frame-scope :class:`BlockPenalty`
+    on the same activations (few blocks over the input *and* few per frame).
+    Each term is majorized at the current iterate on its own, so a sum of
+    log and L1 terms keeps the MM update's monotonicity.
+
+    Parameters
+    ----------
+    *penalties : objects with ``gradient(A)`` and ``value(A)``
+    """
+
+    def __init__(self, *penalties):
+        if not penalties:
+            raise ValueError("PenaltySum needs at least one penalty")
+        self.penalties = penalties
+
+    def gradient(self, A):
+        """Sum of the terms' gradients at ``A``, broadcastable to ``A.shape``."""
+        grads = [p.gradient(A) for p in self.penalties]
+        # accumulate into the first full-size gradient (each term returns a fresh array), else a new one
+        full = [g for g in grads if g.shape == A.shape and g.flags.writeable]
+        g = full[0] if full else np.zeros(A.shape, dtype=A.dtype)
+        for other in grads:
+            if other is not g:
+                g += other
+        return g
+
+    def value(self, A):
+        """Sum of the terms' values at ``A`` (float)."""
+        return float(sum(p.value(A) for p in self.penalties))

@@ -4,6 +4,7 @@ The penalty objects and _solve are internals, reached on purpose: the block-spar
 objective is checked against a NumPy oracle under the library's one update loop.
 """
 
+import copy
 import json
 import zipfile
 
@@ -493,3 +494,61 @@ def test_mask_averaging_and_smoothing_match_oracle():
         clone(raw).set_params(mask_smoothing=0).fit(X, y)
     with pytest.raises(ValueError, match="unstaged_iter"):
         clone(raw).set_params(unstaged_iter=-1).fit(X, y)
+
+
+# -- per-frame block penalty and averaged solves --------------------------------------------------
+
+def _frame_log_gradient_oracle(A, groups, weight, eps):
+    """Loop-based gradient of weight * sum_t sum_g log(eps + ||A_tg||_1) (0 for atoms in no block)."""
+    g = np.zeros(A.shape)
+    for t in range(A.shape[0]):
+        for k in range(A.shape[1]):
+            if groups[k] >= 0:
+                g[t, k] = weight / (eps + A[t, groups == groups[k]].sum())
+    return g
+
+
+def test_frame_block_penalty_adds_a_per_frame_log_term():
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=3, n_bins=30, seed=5)
+    model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=20, block_sparsity=2.0, block_eps=0.5,
+                frame_block_sparsity=0.7, speaker_sparsity={"spk1": 0.0}, sparsity=0.3, random_state=0).fit(X, y)
+    assert USM().frame_block_sparsity == 1.0
+    groups = np.array([0, 0, 1, 1, 2, 2, -1, -1])
+    l1 = np.where(groups < 0, 1.0, 0.3)
+    penalty = model._speech_penalty(8, groups[:6], l1)
+    A = rng.uniform(0, 2, size=(7, 8))
+    utterance = BlockPenalty(groups, np.array([2.0, 0.0, 2.0]), eps=0.5, l1=l1)
+    # the frame term penalises every block, the personal (unpenalised) one too
+    expected = np.broadcast_to(utterance.gradient(A), A.shape) + _frame_log_gradient_oracle(A, groups, 0.7, 0.5)
+    np.testing.assert_allclose(np.broadcast_to(penalty.gradient(A), A.shape), expected, rtol=1e-12)
+    frame_value = sum(0.7 * np.log(0.5 + A[t, groups == b].sum()) for t in range(7) for b in range(3))
+    assert penalty.value(A) == pytest.approx(utterance.value(A) + frame_value, rel=1e-12)
+    # 0 switches the frame term off: the utterance penalty alone
+    plain = copy.deepcopy(model).set_params(frame_block_sparsity=0.0)
+    np.testing.assert_allclose(np.broadcast_to(plain._speech_penalty(8, groups[:6], l1).gradient(A), A.shape),
+                               np.broadcast_to(utterance.gradient(A), A.shape), rtol=1e-12)
+    with pytest.raises(ValueError, match="frame_block_sparsity"):
+        clone(model).set_params(frame_block_sparsity=-1.0).fit(X, y)
+
+
+def test_n_solves_averages_the_masks_of_several_random_starts():
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=12)
+    kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, mask_smoothing=1,
+              random_state=3)
+    single = USM(n_solves=1, **kw).fit(X, y)
+    speech = rng.gamma(1.0, 1.0, size=(50, 3)) @ atoms[0]
+    speech[::3] = 0.0
+    test = speech + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=50), rng.uniform(0.1, 1.0, size=30))
+    assert USM().n_solves == 2
+    # oracle: the single solve's mask and those of solves started from seeds drawn from random_state
+    seeds = np.random.RandomState(3).randint(np.iinfo(np.int32).max, size=2)
+    masks = [_mask_of(single, test)]
+    for s in seeds:
+        speech_model, noise_model = single._models(test, rng=np.random.RandomState(s))
+        masks.append(speech_model ** 2 / (speech_model ** 2 + noise_model ** 2))
+    assert not np.allclose(masks[0], masks[1], atol=1e-3)
+    for n in (2, 3):
+        averaged = _mask_of(clone(single).set_params(n_solves=n).fit(X, y), test)
+        np.testing.assert_allclose(averaged, np.mean(masks[:n], axis=0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="n_solves"):
+        clone(single).set_params(n_solves=0).fit(X, y)
