@@ -512,7 +512,7 @@ class USM(_SpeechDictionaryEnhancer):
     4.32 (default 4.52). The block learns the first solve's errors, and
     the re-solve has no new information to correct them.
 
-    Session 4: a new draw of the same 8 tuning speakers (3 utterances x 3
+    Session 3, second round: a new draw of the same 8 tuning speakers (3 utterances x 3
     SNRs each, 72 mixtures), model on 30 s of each of the 16 other
     non-target speakers; generic SemiSupervisedNMF 3.10 dB, personal
     7.0 (6.95), previous zero-shot default (one solve of 50 iterations,
@@ -550,6 +550,8 @@ class USM(_SpeechDictionaryEnhancer):
     term) 0.93-0.97 s median over three runs, the previous default (1 x
     50) 0.50-0.62 s in the same conditions (0.46 s on a quiet machine),
     one solve of 35 0.42 s: within the 1 s budget, with little margin.
+    On the quiet machine (nothing else running; the same model and clip,
+    median of 7): 0.81 s against 0.57 s for the previous default.
 
     On the benchmark's 8 targets (``benchmarks/quality.py``; -5 / 0 / +5
     dB rows in brackets; generic SemiSupervisedNMF 4.79, personal 7.59):
