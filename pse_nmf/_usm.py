@@ -543,6 +543,8 @@ class USM(_SpeechDictionaryEnhancer):
     few-shot row + per-frame 1.0 + ``n_solves=2`` (two staged /
     plain pairs; the new few-shot row; per-frame 0.5 / 2: 7.98 /
     8.11, three pairs: 8.09, all within the noise)                8.05
+    new few-shot row with per-frame 2 and three pairs / with
+    ``mask_smoothing=5``                                          8.15 / 7.98
     ==========================================================  =======
 
     10 s of audio with 24 blocks, one thread, on the shared 2-core machine
