@@ -193,16 +193,18 @@ class _SpeechDictionaryEnhancer(AudioMixin, MaskTransformerMixin, ModelIOMixin, 
         # the first solve starts from random_state as a single solve does; the others from seeds drawn from it
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=n_solves - 1) \
             if n_solves > 1 else []
+
+        def start(i):  # a fresh generator each call: the staged and the plain solve of a pair start alike
+            return {} if i == 0 else {"rng": np.random.RandomState(seeds[i - 1])}
+
         M = None
         for i in range(n_solves):
-            start = {} if i == 0 else {"rng": np.random.RandomState(seeds[i - 1])}
-            Mi = ratio_mask(*self._models(V, **start), power=p)
+            Mi = ratio_mask(*self._models(V, **start(i)), power=p)
             if average:
                 # the staged solve wins at high SNR, the plain one (same start) at low SNR and on transient noises
                 # that never reach the quiet frames; their mean beats both on average (library heuristic, see
                 # USM's Notes)
-                start = {} if i == 0 else {"rng": np.random.RandomState(seeds[i - 1])}
-                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=self.unstaged_iter, **start),
+                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=self.unstaged_iter, **start(i)),
                                             power=p))
             M = Mi if M is None else M + Mi
         M = M / n_solves
