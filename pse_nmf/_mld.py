@@ -123,9 +123,8 @@ class MLD(_SpeechDictionaryEnhancer):
         noise atoms free; 0 skips this stage.
     unstaged_iter : int, default=0
         Mask averaging with a solve without the staged noise updates (as
-        :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: on
-        the tuning speakers the plain MLD solve loses too much at +5 dB
-        (see Notes).
+        :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: not
+        measured on MLD (see Notes).
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
