@@ -568,6 +568,31 @@ class USM(_SpeechDictionaryEnhancer):
     8.29 dB (9.83 / 8.67 / 6.38; personal + 0.70 dB, the target of >= 8.59
     still not met).
 
+    Session 4, the few-shot row with one change each (same tuning
+    speakers, draw and model as the second round; row 8.05, personal
+    SemiSupervisedNMF 6.95), none kept:
+
+    ==========================================================  =======
+    setting                                                      SI-SDRi
+    ==========================================================  =======
+    personal block of 128 atoms (one fit)                        7.80
+    two 64-atom personal blocks from different seeds, both
+    unpenalised                                                  8.08
+    personal block fitted with L1 0.5 / 2 (``fit_sparsity``)     8.03 / 7.86
+    ``spectrum_power`` 0.67 / 1.5, model and blocks refitted
+    (zero-shot 3.33 / 4.73 against 5.03)                         7.39 / 7.67
+    each frame stacked with its two neighbours (1539-bin
+    atoms, universal and personal blocks refitted; the models
+    unstacked by averaging the 3 positions), twice the time      7.72
+    ==========================================================  =======
+
+    The better of the row and personal SemiSupervisedNMF, chosen per
+    mixture by an oracle, would reach 8.35, so no rule choosing between
+    the two can add more than 0.3 dB. On these tuning speakers the row is
+    1.10 dB above personal SemiSupervisedNMF; on the benchmark's targets
+    0.70 dB, where personal SemiSupervisedNMF is ahead at -5 dB (10.39
+    against 9.83) and the row at +5 dB.
+
     Attributes
     ----------
     components_ : ndarray of shape (sum(block_sizes_), n_bins)
