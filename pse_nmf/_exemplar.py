@@ -319,10 +319,10 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
             cand = np.sort(cand[np.argsort(-counts, kind="stable")[: self.n_candidates]])
         return cand
 
-    def _models(self, V, staged=True, max_iter=None):
-        """Speech and noise models (each (n_frames, n_bins)) of one solve, chunk by chunk."""
+    def _models(self, V, staged=True, max_iter=None, rng=None):
+        """Speech and noise models (each (n_frames, n_bins)) of one solve, chunk by chunk (``rng``: its start)."""
         E = np.asarray(self.components_).astype(V.dtype, copy=False)
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state) if rng is None else rng
         speech = np.zeros_like(V)
         noise = np.zeros_like(V)
         noise_atoms = None

@@ -132,7 +132,7 @@ class BlockPenalty:
         return Ab @ self._membership_as(A.dtype)
 
     def _block_sq_norms(self, A):
-        Ab = A[:, self._in_block]
+        Ab = A[:, self._cols]
         sq = Ab * Ab
         if self.scope == "utterance":
             return np.bincount(self._block_of, weights=sq.sum(axis=0, dtype=np.float64), minlength=self.n_blocks)
@@ -147,18 +147,18 @@ class BlockPenalty:
         w = self._w_block
         if self.kind == "l1" or self.n_blocks == 0 or not np.any(w):
             g = np.zeros(A.shape[1], dtype=A.dtype)
-            g[self._in_block] = self._w_atom if self.kind == "l1" else 0.0
+            g[self._cols] = self._w_atom if self.kind == "l1" else 0.0
             return g + self._l1_gradient(A)
         tiny = np.finfo(A.dtype).tiny
         if self.scope == "utterance":
             if self.kind == "log":
                 per_block = w / (self.eps + self.block_sums(A) / n_frames)
                 g = np.zeros(A.shape[1], dtype=A.dtype)
-                g[self._in_block] = per_block[self._block_of]
+                g[self._cols] = per_block[self._block_of]
             else:  # l2, group lasso over the whole block
                 norms = np.maximum(np.sqrt(self._block_sq_norms(A)), tiny)
                 g = np.zeros(A.shape, dtype=A.dtype)
-                g[:, self._in_block] = (self._w_atom * np.sqrt(n_frames)) * A[:, self._in_block] / norms[self._block_of]
+                g[:, self._cols] = (self._w_atom * np.sqrt(n_frames)) * A[:, self._cols] / norms[self._block_of]
             return g + self._l1_gradient(A)
         g = np.zeros(A.shape, dtype=A.dtype)
         if self.kind == "log":
@@ -166,7 +166,7 @@ class BlockPenalty:
             g[:, self._cols] = per_block[:, self._block_of]
         else:
             norms = np.maximum(np.sqrt(self._block_sq_norms(A)), tiny)
-            g[:, self._in_block] = self._w_atom * A[:, self._in_block] / norms[:, self._block_of]
+            g[:, self._cols] = self._w_atom * A[:, self._cols] / norms[:, self._block_of]
         g += self._l1_gradient(A)
         return g
 
@@ -178,7 +178,7 @@ class BlockPenalty:
         if self.n_blocks == 0 or not np.any(w):
             return l1
         if self.kind == "l1":
-            return l1 + float(np.sum(A[:, self._in_block].sum(axis=0, dtype=np.float64) * self._w_atom))
+            return l1 + float(np.sum(A[:, self._cols].sum(axis=0, dtype=np.float64) * self._w_atom))
         if self.kind == "log":
             sums = np.asarray(self.block_sums(A), dtype=np.float64)
             if self.scope == "utterance":
