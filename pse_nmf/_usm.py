@@ -633,8 +633,9 @@ class USM(_SpeechDictionaryEnhancer):
     below atoms fitted on the true noise), and 30 s of enrollment does not
     cover a new utterance (2.3 dB below a block fitted on it). Every
     practical step toward either bound lost: noise atoms fitted on the
-    estimated noise learn its speech, and personal atoms adapted at test time
-    learn the noise. No ensemble of models or resolutions beat the row, and
+    estimated noise inherit the speech it holds, and personal atoms adapted
+    at test time lose more the freer they are (most likely by taking
+    noise). No ensemble of models or resolutions beat the row, and
     neither did post-processing of its output. The few-shot target (personal
     SemiSupervisedNMF + 1 dB on the benchmark) stays unmet at +0.70 dB.
 
