@@ -214,7 +214,6 @@ class _SpeechDictionaryEnhancer(AudioMixin, MaskTransformerMixin, ModelIOMixin, 
         return V * M ** (1 / p), V * (1 - M) ** (1 / p)
 
 
-
 @register_estimator
 class USM(_SpeechDictionaryEnhancer):
     r"""Universal speech model: speaker-independent enhancement with block-sparse speaker dictionaries.
