@@ -1,4 +1,4 @@
-"""Command line interface: ``pse-nmf fit | denoise | evaluate | demo``.
+"""Command line interface: ``pse-nmf fit | train | denoise | evaluate | demo``.
 
 ``main(argv)`` returns the exit status instead of exiting, so it can be
 called in-process (tests, notebooks): 0 on success, 1 on an error with a
@@ -140,6 +140,7 @@ def _build_parser():
         epilog="examples:\n"
         "  pse-nmf fit -o alice.npz recordings/alice/\n"
         "  pse-nmf denoise -m alice.npz call1.wav call2.wav -o enhanced/\n"
+        "  pse-nmf denoise -m generalist call1.wav   (the pretrained neural generalist)\n"
         "  pse-nmf evaluate enhanced/call1_enhanced.wav --reference clean/call1.wav --mixture call1.wav\n"
         "  pse-nmf demo --out-dir demo_output",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -173,7 +174,9 @@ def _build_parser():
                        description="Enhance noisy files. Each output keeps its input's sample rate, length and "
                        "sample format. Inputs are never overwritten, even with --overwrite.")
     p.add_argument("noisy", nargs="+", metavar="NOISY", help="noisy audio files")
-    p.add_argument("-m", "--model", required=True, metavar="MODEL.npz", help="model file from 'pse-nmf fit'")
+    p.add_argument("-m", "--model", required=True, metavar="MODEL",
+                   help="model file from 'pse-nmf fit' or 'pse-nmf train', or the name of a pretrained model "
+                   f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra)")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file (one input, with an audio extension) or folder (created if missing); "
                    "default: beside each input, with the suffix")
@@ -187,6 +190,33 @@ def _build_parser():
     p.add_argument("--block-size", type=_positive_int, default=65536, metavar="N",
                    help="samples read per block with --stream (default: 65536; does not change the result)")
     p.set_defaults(handler=_cmd_denoise)
+
+    p = sub.add_parser("train", help="train a neural generalist on speech and noise folders",
+                       description="Train a compact neural enhancer (CompactEnhancer, the architecture of the "
+                       "pretrained 'generalist') on clean speech and noise mixed on the fly, and save it. "
+                       "Needs the neural extra (pip install \"pse_nmf[neural]\"). With --checkpoint, an "
+                       "interrupted training continues with --resume.")
+    p.add_argument("speech", nargs="+", metavar="SPEECH",
+                   help="clean speech files or folders; a folder of speaker folders is split by speaker for "
+                   "validation")
+    p.add_argument("-n", "--noise", nargs="+", required=True, metavar="NOISE", help="noise files or folders")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("--valid-speech", nargs="+", default=None, metavar="SPEECH",
+                   help="validation speech (default: a tenth of the speakers of SPEECH)")
+    p.add_argument("--checkpoint", default=None, metavar="CKPT.npz", help="checkpoint written after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--init", default=None, metavar="NAME",
+                   help="start from a pretrained model (fine-tuning), e.g. generalist")
+    p.add_argument("--loss", choices=("si_sdr", "compressed"), default=None, help="training loss (default si_sdr)")
+    p.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--patience", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="torch threads (default 1)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any other CompactEnhancer parameter, e.g. --set hidden_size=64 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines and no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score enhanced files against clean references",
                        description="Score enhanced files against clean references (pairs in order). Files "
@@ -349,7 +379,7 @@ def _cmd_denoise(args):
         existing = [str(out) for out in outputs if out.exists()]
         if existing:
             raise FileExistsError(f"output(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
-    model = load_model(model_path)
+    model = _load_denoiser(model_path)
     if not hasattr(model, "denoise"):
         raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
     if new_folder is not None:
@@ -370,6 +400,77 @@ def _cmd_denoise(args):
             subtype = None  # the output format's default
         write_audio(out, enhanced, sr, subtype=subtype, overwrite=args.overwrite)
         print(f"{inp} -> {out}  ({noisy.size / sr:.1f} s at {sr} Hz, {elapsed:.2f} s)", flush=True)
+    return 0
+
+
+def _pretrained_names():
+    """Names of the pretrained models shipped in the package (read without importing torch)."""
+    folder = Path(__file__).resolve().parent / "neural" / "pretrained"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _neural():
+    try:
+        from . import neural
+    except ImportError as exc:
+        raise ModelFileError(f"{exc}") from None
+    return neural
+
+
+def _load_denoiser(model_path):
+    """A model file, or a pretrained model's name when no such file exists."""
+    if not model_path.exists() and str(model_path) in _pretrained_names():
+        return _neural().pretrained(str(model_path))
+    try:
+        return load_model(model_path)
+    except ImportError as exc:  # a neural model file without torch
+        raise ModelFileError(f"{str(model_path)!r} is a neural model: {exc}") from None
+
+
+def _cmd_train(args):
+    neural = _neural()
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
+    _atomic_target(out, args.overwrite)  # fail before the work, not after
+    if args.resume and args.checkpoint is None:
+        raise _CommandError("--resume needs --checkpoint")
+    model = neural.pretrained(args.init) if args.init else neural.CompactEnhancer()
+    valid = set(model.get_params(deep=False))
+    params = {"random_state": args.seed, "verbose": 0 if args.quiet else 1}
+    for option, param in (("loss", "loss"), ("max_epochs", "max_epochs"), ("patience", "patience"),
+                          ("threads", "n_threads")):
+        if getattr(args, option) is not None:
+            params[param] = getattr(args, option)
+    for name, value in args.settings:
+        if name not in valid:
+            raise _CommandError(f"--set {name}: CompactEnhancer has no parameter {name!r}; it has "
+                                f"{', '.join(sorted(valid))}")
+        params[name] = value
+    try:
+        model.set_params(**params)
+    except (TypeError, ValueError) as exc:
+        raise _CommandError(str(exc)) from None
+
+    def source(items):
+        return items[0] if len(items) == 1 else list(items)
+
+    validation = None
+    if args.valid_speech is not None:
+        validation = (source(args.valid_speech), source(args.noise))
+    import contextlib
+
+    from .neural import _engine
+
+    quiet = _engine.quiet_progress() if args.quiet else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with quiet:
+        model.fit(source(args.speech), source(args.noise), validation=validation, checkpoint=args.checkpoint,
+                  resume=args.resume)
+    model.save(out, overwrite=args.overwrite)
+    print(f"trained {type(model).__name__} for {model.n_epochs_} epochs (best validation SI-SDR "
+          f"{model.best_loss_:.2f} dB at epoch {model.best_epoch_}) in {(time.perf_counter() - t0) / 60:.1f} min "
+          f"-> {out}")
     return 0
 
 
@@ -502,7 +603,7 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: choose a command: fit, denoise, evaluate or demo", file=sys.stderr)
+        print(f"{PROG}: error: choose a command: fit, train, denoise, evaluate or demo", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning  # restored by catch_warnings

@@ -50,6 +50,7 @@ _REGISTRY: dict[str, type] = {}
 # Estimators registered by optional subpackages that `import pse_nmf` does not import (they need
 # extra dependencies): load_model imports the subpackage, from this fixed table only, on first use.
 _OPTIONAL_ESTIMATORS = {
+    "CompactEnhancer": "pse_nmf.neural",
     "GRUEnhancer": "pse_nmf.neural",
     "DAEEnhancer": "pse_nmf.neural",
     "TCNEnhancer": "pse_nmf.neural",

@@ -20,8 +20,10 @@ from ._enhancers import DAEEnhancer, GRUEnhancer, TCNEnhancer
 from ._distill import DistilledStudent
 from ._adaptive import AdaptiveDAE
 from ._models import complexity
+from ._generalist import CompactEnhancer
+from ._pretrained import pretrained, pretrained_models
 
 __all__ = [
-    "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
-    "complexity",
+    "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
+    "complexity", "pretrained", "pretrained_models",
 ]

@@ -181,6 +181,9 @@ def _macs_per_frame(module):
     """Multiply-accumulates per STFT frame, counted analytically per layer type."""
     total = 0
     for sub in module.modules():
+        extra = getattr(sub, "extra_macs_per_frame", None)
+        if extra is not None:  # fixed (non-learned) products of a network, e.g. a band filterbank
+            total += int(extra())
         if isinstance(sub, nn.GRU):
             h = sub.hidden_size
             directions = 2 if sub.bidirectional else 1
@@ -198,6 +201,8 @@ def _macs_per_frame(module):
         elif isinstance(sub, (nn.Sequential, nn.ReLU, nn.Sigmoid, nn.Identity, GRUMaskNet, DAEMaskNet, TCNMaskNet,
                               _TCNBlock, _FrameLayerNorm)):
             continue
+        elif extra is not None:
+            continue
         elif any(True for _ in sub.parameters(recurse=False)):
             raise ValueError(f"no MAC count for layer type {type(sub).__name__}")
     return total
@@ -210,7 +215,10 @@ def complexity(estimator_or_module, sr=None, hop_length=None):
     layer costs ``3 * (n_in * hidden + hidden * hidden)`` (three gates, each
     with an input and a recurrent matrix product), a linear layer
     ``n_in * n_out``, a 1-D convolution
-    ``out_channels * in_channels / groups * kernel_size``. Biases,
+    ``out_channels * in_channels / groups * kernel_size``, and a network's
+    fixed products (e.g. the band compression and expansion of
+    :class:`~pse_nmf.neural.CompactEnhancer`, one MAC per non-zero weight)
+    are added through its ``extra_macs_per_frame()``. Biases,
     nonlinearities, normalisations, the features and the STFT are not
     counted. Other layer types with weights raise ValueError.
 
