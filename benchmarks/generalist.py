@@ -460,8 +460,8 @@ def report(rows, summary, targets, n_test, extras):
                          ("first_call_s", f"1st denoise ({TIMING_SECONDS:g} s) s", ".2f")],
             title="First call after import, in a fresh one-thread process"))
     parts.append(
-        "Notes: RNNoise's cost is not counted here (the C library's weights are not exposed); Valin (2018) reports "
-        "about 88k weights and about 40 MFLOPS in total for the original model (the bundled 2024 weights differ). "
+        "Notes: RNNoise's parameters and MACs are not counted: its C library does not expose its weights, and the "
+        "bundled 2024 weights are not the 2018 model whose size and FLOPS Valin (2018) reports. "
         "SSNMF personal's MMAC/s is the analytic upper bound of neural.py; its RTF includes learning the noise "
         "atoms of each mixture. noisereduce: no parameters in this sense.")
     return "\n\n".join(parts)
