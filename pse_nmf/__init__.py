@@ -37,6 +37,7 @@ from ._usm import USM, plot_block_usage
 from ._mld import MLD
 from ._exemplar import ExemplarNMF
 from ._online import OnlineNMF
+from ._rnnoise import RNNoiseEnhancer
 from ._version import __version__
 
 load = load_model
@@ -48,6 +49,7 @@ __all__ = [
     "MLD",
     "ExemplarNMF",
     "OnlineNMF",
+    "RNNoiseEnhancer",
     "plot_block_usage",
     "non_negative_factorization",
     "beta_divergence",
