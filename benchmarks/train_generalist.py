@@ -55,7 +55,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=Path, help="model file to write (.npz)")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--loss", default="si_sdr", choices=("si_sdr", "compressed"))
+    parser.add_argument("--loss", default="si_sdr", choices=("si_sdr", "compressed", "si_sdr_estoi"))
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)

@@ -11,8 +11,6 @@ STFT frames (n_frames, n_bins) from :func:`pse_nmf.stft`, so ``denoise``,
 from __future__ import annotations
 
 import numbers
-import sys
-import time
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -29,6 +27,7 @@ from .._audio import ratio_mask, stft
 from .._data import _SilentExcerptError, _as_groups, mix_at_snr
 from .._persistence import ModelFileError, ModelIOMixin
 from .._spectral import AudioMixin, load_recordings_list
+from ._engine import fit_loop
 
 __all__ = ["BaseNeuralEnhancer"]
 
@@ -51,52 +50,6 @@ def _torch_threads(n):
 
 def _seed(rng):
     return int(rng.randint(np.iinfo(np.int32).max))
-
-
-class _Progress:
-    """A progress bar on stderr for long training, only when stderr is a terminal.
-
-    Uses tqdm when it is installed, else one line rewritten in place. It
-    starts after the first epoch, and only if the whole budget looks longer
-    than ``min_seconds``.
-    """
-
-    def __init__(self, total, name, min_seconds=10.0):
-        self.total, self.name, self.min_seconds = total, name, min_seconds
-        self.bar = None
-        self.active = False
-
-    def update(self, epoch, seconds, loss):
-        if epoch == 1:
-            stream = sys.stderr
-            self.active = (
-                stream is not None and hasattr(stream, "isatty") and stream.isatty()
-                and seconds * self.total > self.min_seconds
-            )
-            if self.active:
-                try:
-                    from tqdm.auto import tqdm
-                except ImportError:
-                    tqdm = None
-                if tqdm is not None:
-                    self.bar = tqdm(total=self.total, desc=f"training {self.name}", unit="epoch", leave=False)
-        if not self.active:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4g}")
-        else:
-            sys.stderr.write(f"\rtraining {self.name}: epoch {epoch}/{self.total}, loss {loss:.4g}  ")
-            sys.stderr.flush()
-
-    def close(self):
-        if not self.active:
-            return
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def _segments(recordings, length, min_length):
@@ -342,65 +295,36 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         return self
 
     def _train(self, make_train_pairs, valid_pairs, rng, device, loss_fn=_mask_mse_loss):
-        """The one training loop (Adam, early stopping); fits ``self.module_`` in place.
+        """Fit ``self.module_`` in place with the engine's loop (:func:`~pse_nmf.neural._engine.fit_loop`).
 
-        ``loss_fn(module, tensors) -> (loss_sum, n_terms)`` on the output of
-        :func:`_batch` for a batch of examples; the default is the mask MSE
-        on (magnitudes, mask) pairs. The monitored loss is
+        Adam at a constant learning rate, early stopping on the validation
+        loss (or the training loss without validation). ``loss_fn(module,
+        tensors) -> (loss_sum, n_terms)`` on the output of :func:`_batch`
+        for a batch of examples; the default is the mask MSE on
+        (magnitudes, mask) pairs. The monitored loss is
         ``sum(loss_sum) / sum(n_terms)`` over the epoch.
         """
-        module, optimizer = self.module_, self.optimizer_
         shuffle = torch.Generator().manual_seed(_seed(rng))
-        progress = _Progress(self.max_epochs, type(self).__name__)
-        self.history_ = []
-        best_loss, best_state, best_epoch, stale, stopped = np.inf, None, 0, 0, False
-        try:
-            for epoch in range(1, self.max_epochs + 1):
-                start = time.perf_counter()
-                pairs = make_train_pairs(rng)
-                module.train()
-                order = torch.randperm(len(pairs), generator=shuffle).tolist()
-                total, count = 0.0, 0.0
-                for i in range(0, len(order), self.batch_size):
-                    tensors = _batch([pairs[j] for j in order[i : i + self.batch_size]], device)
-                    optimizer.zero_grad()
-                    loss_sum, n = loss_fn(module, tensors)
-                    (loss_sum / n).backward()
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), _GRAD_CLIP)
-                    optimizer.step()
-                    total += float(loss_sum.detach())
-                    count += float(n)
-                train_loss = total / count
-                valid_loss = self._evaluate(valid_pairs, device, loss_fn) if valid_pairs else None
-                monitored = train_loss if valid_loss is None else valid_loss
-                seconds = time.perf_counter() - start
-                self.history_.append(
-                    {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss, "dur": seconds}
-                )
-                if self.verbose:
-                    extra = "" if valid_loss is None else f", valid loss {valid_loss:.5f}"
-                    print(f"epoch {epoch}: train loss {train_loss:.5f}{extra} ({seconds:.1f} s)")
-                progress.update(epoch, seconds, monitored)
-                if monitored < best_loss - self.tol:
-                    stale = 0
-                else:
-                    stale += 1
-                if monitored < best_loss:
-                    best_loss, best_epoch = monitored, epoch
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                if stale >= self.patience:
-                    stopped = True
-                    break
-        finally:
-            progress.close()
-        if best_state is None:
-            raise FloatingPointError(f"training diverged: the loss is {monitored} from the first epoch")
-        module.load_state_dict(best_state)
-        module.eval()
+
+        def batches(epoch):
+            pairs = make_train_pairs(rng)
+            order = torch.randperm(len(pairs), generator=shuffle).tolist()
+            for i in range(0, len(order), self.batch_size):
+                yield _batch([pairs[j] for j in order[i : i + self.batch_size]], device)
+
+        validate = (lambda: self._evaluate(valid_pairs, device, loss_fn)) if valid_pairs else None
+        result = fit_loop(
+            self.module_, self.optimizer_, batches=batches, loss=loss_fn, validate=validate, mode="min",
+            max_epochs=self.max_epochs, patience=self.patience, tol=self.tol, grad_clip=_GRAD_CLIP,
+            name=type(self).__name__, verbose=self.verbose,
+        )
+        self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"],
+                          "valid_loss": h["score"] if valid_pairs else None, "dur": h["dur"]}
+                         for h in result.history]
         self.n_epochs_ = len(self.history_)
-        self.best_epoch_ = int(best_epoch)
-        self.best_loss_ = float(best_loss)
-        if not stopped:
+        self.best_epoch_ = int(result.best_epoch)
+        self.best_loss_ = float(result.best_score)
+        if not result.stopped:
             warnings.warn(
                 f"Maximum number of epochs {self.max_epochs} reached before early stopping "
                 f"(patience={self.patience}, tol={self.tol}). Increase max_epochs to improve convergence.",

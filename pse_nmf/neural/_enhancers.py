@@ -44,8 +44,9 @@ _TRAINING_PARAMS_DOC = """    snr_range : (float, float), default=(-5.0, 10.0)
         torch's global state is left as it was), the training mixtures and
         the order of the batches.
     verbose : int, default=0
-        Print one line per epoch. (Independently, a progress bar is shown on
-        stderr when it is a terminal and training looks longer than ~10 s.)"""
+        Print one line per epoch. (Independently, a progress bar with the
+        loss and the remaining time is shown on stderr when it is a
+        terminal.)"""
 
 _ATTRIBUTES_DOC = """    module_ : torch.nn.Module
         The trained network (on ``device``), in eval mode, with the weights

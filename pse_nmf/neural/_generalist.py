@@ -20,7 +20,18 @@ from .._data import _as_groups, _is_path
 from .._persistence import register_estimator
 from ._base import BaseNeuralEnhancer, _seed, _torch_threads
 from ._compact import CompactMaskNet
-from ._engine import LOSSES, DynamicMixer, cosine_schedule, fit_loop, fixed_mixtures, si_sdr
+from ._engine import (
+    LOSSES,
+    DynamicMixer,
+    compressed_spectral_loss,
+    cosine_schedule,
+    fit_loop,
+    fixed_mixtures,
+    si_sdr,
+    si_sdr_estoi_loss,
+    si_sdr_loss,
+    third_octave_matrix,
+)
 
 __all__ = ["CompactEnhancer"]
 
@@ -220,11 +231,19 @@ class CompactEnhancer(BaseNeuralEnhancer):
     def _batch_loss(self, module, batch):
         x, s = (t.to(self._device()) for t in batch)
         y, E = self._enhance_batch(module, x)
-        S = None
-        if self.loss == "compressed":
+        if self.loss == "si_sdr":
+            value = si_sdr_loss(y, s)
+        else:
             S = torch.stft(s, self.n_fft, self.hop_length, window=self._window(s.device), center=True,
                            pad_mode="constant", return_complex=True)
-        value = LOSSES[self.loss](y, s, E, S)
+            if self.loss == "compressed":
+                value = compressed_spectral_loss(y, s, E, S)
+            else:
+                # eSTOI's 384 ms segments, every quarter segment (eSTOI slides by one frame: 4x the cost)
+                n = max(2, int(round(0.384 * self.sr / self.hop_length)))
+                bands = torch.tensor(third_octave_matrix(self.sr, self.n_fft), dtype=E.real.dtype,
+                                     device=E.device)
+                value = si_sdr_estoi_loss(y, s, E, S, bands, n, max(1, n // 4))
         return value * x.shape[0], x.shape[0]
 
     def _validation_score(self, module, pairs):
