@@ -76,6 +76,29 @@ def test_streaming_equals_the_whole_utterance(tiny, mixture):
     np.testing.assert_allclose(streamed, whole, atol=2e-5)
 
 
+def test_denoise_equals_the_library_stft_path(tiny, mixture):
+    # denoise runs the torch STFT of training; the frame interface (pse_nmf.stft, librosa) gives the same
+    x = mixture[0]
+    S = pse_nmf.stft(x, n_fft=tiny.n_fft, hop_length=tiny.hop_length)
+    M = tiny.predict_mask(np.abs(S).astype(np.float32))
+    expected = pse_nmf.istft(S * M, n_fft=tiny.n_fft, hop_length=tiny.hop_length, length=x.size)
+    np.testing.assert_allclose(tiny.denoise(x), expected, atol=1e-4)
+    speech, noise = tiny.separate(x)
+    np.testing.assert_array_equal(speech, tiny.denoise(x))
+    np.testing.assert_allclose(speech + noise, x, atol=1e-6)
+
+
+def test_denoise_keeps_rate_and_length_and_silence(tiny, mixture):
+    x = mixture[0][:20000]
+    y = tiny.denoise(x, sr=8000)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert not np.any(tiny.denoise(np.zeros(4000, np.float32)))
+    with pytest.raises(ValueError, match="fewer than one STFT frame"):
+        tiny.denoise(np.ones(100, np.float32))
+    with pytest.raises(ValueError, match="NaN|finite"):
+        tiny.denoise(np.full(4000, np.nan, np.float32))
+
+
 def test_network_is_causal():
     torch.manual_seed(0)  # the module's own init (a local generator is not available for nn layers)
     net = CompactMaskNet(257, 16000, 128, conv_channels=8, hidden_size=12, hidden_size2=8).eval()
@@ -294,3 +317,48 @@ def test_pretrained_refuses_unknown_names_and_damaged_files(tmp_path, monkeypatc
     (folder / "generalist.json").write_text("{broken")
     with pytest.raises(ModelFileError, match="unreadable"):
         pretrained_models()
+
+
+# -- command line ---------------------------------------------------------------------------------------
+def test_cli_denoises_with_the_pretrained_generalist_by_name(mixture, tmp_path, capsys):
+    import soundfile as sf
+
+    from pse_nmf._cli import main
+
+    x, s = mixture
+    sf.write(tmp_path / "noisy.wav", x, 16000)
+    rc = main(["denoise", "-m", "generalist", str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out.wav")])
+    assert rc == 0, capsys.readouterr().err
+    y, sr = pse_nmf.read_audio(tmp_path / "out.wav", sr=None)
+    assert sr == 16000 and y.size == x.size
+    assert pse_nmf.si_sdr(y, s) > pse_nmf.si_sdr(x, s) + 3.0
+
+
+def test_cli_train_resume_and_errors(tmp_path, capsys):
+    from pse_nmf._cli import main
+    from pse_nmf.datasets import example_path
+
+    speech, noise = str(example_path() / "speech"), str(example_path() / "noise")
+    out, ckpt = tmp_path / "m.npz", tmp_path / "ckpt.npz"
+    tiny = ["--set", "conv_channels=8", "--set", "hidden_size=12", "--set", "hidden_size2=8",
+            "--set", "batch_size=4", "--set", "segment_seconds=1.0", "--max-epochs", "2", "--quiet"]
+    rc = main(["train", speech, "-n", noise, "-o", str(out), "--checkpoint", str(ckpt), *tiny])
+    assert rc == 0, capsys.readouterr().err
+    assert "trained CompactEnhancer for 2 epochs" in capsys.readouterr().out
+    first = pse_nmf.load(out)
+    # resuming a finished training trains nothing more and gives the same model
+    rc = main(["train", speech, "-n", noise, "-o", str(out), "--checkpoint", str(ckpt), "--resume",
+               "--overwrite", *tiny])
+    assert rc == 0, capsys.readouterr().err
+    again = pse_nmf.load(out)
+    for k, v in _weights(first).items():
+        np.testing.assert_array_equal(_weights(again)[k], v)
+    assert main(["train", speech, "-n", noise, "-o", str(out), *tiny]) == 1  # exists, no --overwrite
+    assert "exists" in capsys.readouterr().err
+    assert main(["train", speech, "-n", noise, "-o", str(tmp_path / "b.npz"), "--resume", *tiny]) == 2
+    assert "--resume needs --checkpoint" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", speech, "-n", str(empty), "-o", str(tmp_path / "c.npz"), *tiny]) == 1
+    assert "no audio files" in capsys.readouterr().err
+    assert main(["train", speech, "-n", noise, "-o", str(tmp_path / "d.npz"), "--set", "nope=1", *tiny]) == 2
