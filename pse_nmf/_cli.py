@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
+from ._audio import AUDIO_EXTENSIONS, _atomic_target, _Terminated, read_audio, write_audio
 from ._persistence import ModelFileError, load_model
 from ._exemplar import ExemplarNMF
 from ._mld import MLD
@@ -354,6 +354,8 @@ def _cmd_denoise(args):
         raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
+    for out in outputs:  # a read-only folder or a folder in the way: said now, not after the work
+        _atomic_target(out, args.overwrite)
     if args.stream:
         return _denoise_streaming(model, inputs, outputs, args)
 
@@ -517,3 +519,8 @@ def main(argv=None):
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        except _Terminated as exc:  # SIGTERM / SIGHUP while writing: the temporary file is gone
+            import signal
+
+            print(f"{PROG}: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
+            return exc.code

@@ -404,3 +404,78 @@ def test_demo_command(tmp_path, capsys):
                                                "model.npz"}
     assert main(["demo", "--out-dir", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
+
+
+# -- issue 19: outputs under concurrency and signals, checked before the work -----------------------
+def test_denoise_stream_does_not_replace_an_output_that_appeared_meanwhile(model_file, noisy, tmp_path,
+                                                                           monkeypatch, capsys):
+    # Two runs writing one output: the other run finishes while this one streams. Reproduced
+    # deterministically by creating the output from inside the stream's first block.
+    from pse_nmf import OnlineNMF
+
+    out = tmp_path / "o.wav"
+    run = OnlineNMF._run
+
+    def other_run_finishes(self, st, x, final=False):
+        if not out.exists():
+            out.write_bytes(b"the other run's result")
+        return run(self, st, x, final=final)
+
+    monkeypatch.setattr(OnlineNMF, "_run", other_run_finishes)
+    assert main(["denoise", "--stream", "-m", str(model_file), str(noisy), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "appeared while" in err and "o.wav" in err
+    assert out.read_bytes() == b"the other run's result"
+    assert _temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_denoise_stream_killed_leaves_no_temp_file(signame, model_file, noisy, tmp_path):
+    import signal
+    import time
+
+    y, sr = sf.read(noisy, dtype="float32")
+    long_input = tmp_path / "long.wav"
+    sf.write(long_input, np.tile(y, 40), sr)  # a few minutes: still streaming when the signal comes
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "pse_nmf", "denoise", "--stream", "-m", str(model_file),
+                             str(long_input), "-o", str(out_dir / "o.wav")], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _temp_files(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _temp_files(out_dir), "the stream never started writing"
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, signame)
+    assert "terminated" in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_denoise_checks_the_output_folder_is_writable_before_the_work(model_file, noisy, tmp_path,
+                                                                      monkeypatch, capsys):
+    import tempfile
+
+    def read_only(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", os.path.join(str(dir), ".o.abc123.wav"))
+
+    calls = []
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(SemiSupervisedNMF, "denoise", lambda self, *a, **k: calls.append(1))
+    assert main(["denoise", "-m", str(model_file), str(noisy), "-o", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "is not writable" in err and str(tmp_path) in err and ".o.abc123" not in err
+    assert calls == []
+
+
+def test_fit_to_an_existing_folder_fails_before_fitting(audio, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(SemiSupervisedNMF, "fit", lambda self, *a, **k: calls.append(1))
+    (tmp_path / "models").mkdir()
+    assert main(["fit", "-o", str(tmp_path / "models"), str(audio / "train")]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "models" in err and calls == []
