@@ -18,7 +18,7 @@ from . import _kernels as K
 from ._audio import _atomic_write, check_waveform, resample
 from ._nmf import _factorize, _init_atoms, _warn_not_converged, beta_divergence
 from ._online_kernels import online_frames, pending_masks
-from ._persistence import ModelFileError, ModelIOMixin, register_estimator
+from ._persistence import ModelFileError, ModelIOMixin, check_dictionary, register_estimator
 from ._spectral import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
 from ._stream import StreamingSTFT
 
@@ -644,9 +644,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 f"initial_noise_components_ has shape {Dn.shape}, expected "
                 f"({self.n_noise_components}, {self.n_features_in_})"
             )
-        for name, arr in (("components_", D), ("initial_noise_components_", Dn)):
-            if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
-                raise ModelFileError(f"{name} holds negative or non-finite values")
+        check_dictionary(D, "components_")
+        check_dictionary(Dn, "initial_noise_components_")
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model (npz + JSON; see :func:`pse_nmf.load_model`).

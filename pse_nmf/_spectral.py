@@ -283,13 +283,7 @@ class MaskTransformerMixin(TransformerMixin):
         return _check_feature_names_in(self, input_features)
 
     def _check_components(self, n_expected):
-        """Raise ModelFileError unless ``components_`` is (n_expected, n_features_in_), finite, >= 0."""
-        from ._persistence import ModelFileError
+        """Raise ModelFileError unless ``components_`` is a usable (n_expected, n_features_in_) dictionary."""
+        from ._persistence import check_dictionary
 
-        D = np.asarray(self.components_)
-        if D.ndim != 2 or D.shape != (n_expected, self.n_features_in_):
-            raise ModelFileError(
-                f"components_ has shape {D.shape}, but the settings say ({n_expected}, {self.n_features_in_})"
-            )
-        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
-            raise ModelFileError("components_ holds negative or non-finite values")
+        check_dictionary(self.components_, "components_", (n_expected, self.n_features_in_))

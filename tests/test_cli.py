@@ -479,3 +479,15 @@ def test_fit_to_an_existing_folder_fails_before_fitting(audio, tmp_path, monkeyp
     assert main(["fit", "-o", str(tmp_path / "models"), str(audio / "train")]) == 1
     err = capsys.readouterr().err
     assert "is a folder" in err and "models" in err and calls == []
+
+
+def test_denoise_refuses_an_all_zero_model_instead_of_writing_silence(model_file, noisy, tmp_path, capsys):
+    with np.load(model_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["attr:components_"] = np.zeros_like(arrays["attr:components_"])
+    zeroed = tmp_path / "zeros.npz"
+    np.savez(zeroed, **arrays)
+    assert main(["denoise", "-m", str(zeroed), str(noisy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "zeros.npz" in err and "all zeros" in err
+    assert not (tmp_path / "noisy_enhanced.wav").exists()
