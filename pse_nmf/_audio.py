@@ -187,49 +187,51 @@ def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     return y, int(file_sr)
 
 
-class _Terminated(SystemExit):
-    """Raised in place of a termination signal's default action while a file is being written.
-
-    A ``SystemExit`` whose code is the shell's ``128 + signum``: ``finally`` and
-    ``except BaseException`` blocks run (the temporary file is removed), then
-    the process exits with the status the signal would have given.
-    """
-
-    def __init__(self, signum):
-        super().__init__(128 + signum)
-        self.signum = signum
-
-
 # Signals whose default action kills the process without running Python's cleanup (SIGINT already
-# raises KeyboardInterrupt). SIGHUP does not exist on Windows.
+# raises KeyboardInterrupt, which the writer handles). SIGHUP does not exist on Windows.
 _TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_PENDING = set()  # temporary files this process is writing now
+
+
+def _remove_pending_and_die(signum, frame):
+    """Handler: remove the temporary files being written, then die of the signal as by default.
+
+    It does not raise an exception to unwind instead: a Python handler can
+    run inside a C callback (Numba compiling through llvmlite calls back
+    into Python), where an exception is printed and dropped and the process
+    would go on as if no signal came.
+    """
+    for tmp in list(_PENDING):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 @contextlib.contextmanager
-def _signals_raise():
-    """Turn SIGTERM and SIGHUP into :class:`_Terminated` for the duration, where they would kill.
+def _removed_on_signals(tmp):
+    """While the block runs, SIGTERM and SIGHUP remove ``tmp`` before they kill the process.
 
-    Only signals left at their default action are changed (a handler the
-    program installed, or an ignored signal, is respected), only in the main
-    thread (the one place Python can install handlers), and the previous
-    handlers are restored on exit.
+    Only signals left at their default action are handled (a handler the
+    program installed, or an ignored signal, is respected), handlers are
+    installed from the main thread only (the one place Python allows it; a
+    file written from another thread is still removed when the main thread
+    holds the handler), and the previous handlers are restored on exit.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Terminated(signum)
-
+    _PENDING.add(tmp)
     saved = {}
     try:
-        for signum in _TERMINATION_SIGNALS:
-            if signal.getsignal(signum) is signal.SIG_DFL:
-                saved[signum] = signal.signal(signum, handler)
+        if threading.current_thread() is threading.main_thread():
+            for signum in _TERMINATION_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    saved[signum] = signal.signal(signum, _remove_pending_and_die)
         yield
     finally:
         for signum, previous in saved.items():
             signal.signal(signum, previous)
+        _PENDING.discard(tmp)
 
 
 def _atomic_target(path, overwrite):
@@ -299,12 +301,13 @@ def _atomic_write(path, write, *, overwrite=False, suffix=None):
     one, never a part. The target is checked before ``write`` runs (see
     :func:`_atomic_target`); without ``overwrite`` it is created exclusively
     (see :func:`_publish`). The temporary file is removed on any error, on
-    Ctrl-C and on SIGTERM / SIGHUP (which then exit with status 128 + signal).
+    Ctrl-C and on SIGTERM / SIGHUP (which then kill the process as they
+    would have, see :func:`_removed_on_signals`).
     """
     path = _atomic_target(path, overwrite)
-    with _signals_raise():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
-        os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    with _removed_on_signals(tmp):
         try:
             write(tmp)
             # mkstemp makes the file private (0600); give it the mode a plain open() would

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._audio import AUDIO_EXTENSIONS, _atomic_target, _Terminated, read_audio, write_audio
+from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
 from ._persistence import ModelFileError, load_model
 from ._exemplar import ExemplarNMF
 from ._mld import MLD
@@ -519,8 +519,3 @@ def main(argv=None):
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except _Terminated as exc:  # SIGTERM / SIGHUP while writing: the temporary file is gone
-            import signal
-
-            print(f"{PROG}: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
-            return exc.code

@@ -443,16 +443,19 @@ def test_denoise_stream_killed_leaves_no_temp_file(signame, model_file, noisy, t
                              str(long_input), "-o", str(out_dir / "o.wav")], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not _temp_files(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+        def writing():  # the temporary output, not _atomic_target's short-lived writability probe
+            return [name for name in _temp_files(out_dir) if name.endswith(".wav")]
+
+        while not writing() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _temp_files(out_dir), "the stream never started writing"
+        assert writing(), "the stream never started writing"
         proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + getattr(signal, signame)
-    assert "terminated" in err and "Traceback" not in err
+    assert proc.returncode == -getattr(signal, signame)  # killed by the signal, as without pse_nmf
+    assert "Traceback" not in err
     assert list(out_dir.iterdir()) == []
 
 
