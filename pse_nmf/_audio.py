@@ -176,6 +176,11 @@ def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    try:  # libsndfile reports an unreadable file as "System error."; the OS says why
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot open {str(path)!r}: {exc.strerror}") from None
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:

@@ -573,7 +573,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         else:
             if X is None:
                 raise ValueError("fit needs clean speech recordings X, or a fitted speech_model")
-            if is_recordings(X):
+            if is_recordings(X, downmix):
                 V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
                 if not np.any(V):
                     raise ValueError("the speech recordings are silent (all zeros): nothing to learn from")
@@ -919,9 +919,16 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 fh.write(y.astype(np.float32))
                 state["written"] += y.size
 
+        def blocks():
+            # a truncated or damaged file fails part way, as a raw libsndfile error: say which file
+            try:
+                yield from sf.blocks(str(in_path), blocksize=block_size, dtype="float64", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise ValueError(f"cannot read {str(in_path)!r} as audio (truncated or damaged?): {exc}") from None
+
         def write(tmp):
             with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, subtype=subtype) as fh:
-                for block in sf.blocks(str(in_path), blocksize=block_size, dtype="float64", always_2d=True):
+                for block in blocks():
                     x = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                     x = check_waveform(x, name=str(in_path), dtype=np.float64) if x.size else x
                     if resample_in is not None:

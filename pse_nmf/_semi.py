@@ -195,7 +195,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         self
         """
         self._validate_params()
-        if is_recordings(X):
+        if is_recordings(X, downmix):
             V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name=f"{self.known} recordings"))
             if not np.any(V):
                 raise ValueError(f"the {self.known} recordings are silent (all zeros): nothing to learn from")

@@ -41,13 +41,15 @@ AUDIO_CONSTRAINTS = {
 }
 
 
-def is_recordings(X):
+def is_recordings(X, downmix=False):
     """True if ``X`` is audio (a waveform, paths, a folder), False if it is frames.
 
     Audio is: a path or folder; a 1-D ndarray (one waveform); a mapping
     (speaker -> recordings); a list or tuple whose first item is a path or a
-    1-D ndarray. Anything else (a 2-D array, a list of lists of numbers) is
-    a matrix of frames (n_frames, n_bins).
+    1-D or 2-D (multichannel) ndarray; with ``downmix=True`` also a 2-D
+    ndarray (one multichannel waveform: averaging channels only means
+    something for audio). Anything else (a 2-D array, a list of lists of
+    numbers) is a matrix of frames (n_frames, n_bins).
     """
     import scipy.sparse
 
@@ -56,12 +58,13 @@ def is_recordings(X):
     if isinstance(X, (str, os.PathLike, Mapping)):
         return True
     if isinstance(X, np.ndarray):
-        return X.ndim == 1
+        return X.ndim == 1 or (downmix and X.ndim == 2)
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
             return True
         first = X[0]
-        return isinstance(first, (str, os.PathLike)) or (isinstance(first, np.ndarray) and first.ndim == 1)
+        # a list of 2-D arrays is never frames (frames are one matrix): multichannel recordings
+        return isinstance(first, (str, os.PathLike)) or (isinstance(first, np.ndarray) and first.ndim in (1, 2))
     return False
 
 

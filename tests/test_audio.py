@@ -1,5 +1,7 @@
 """Audio front end: STFT against a naive framed FFT, waveform checks, file I/O, masks."""
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -426,3 +428,26 @@ def test_write_audio_bad_arguments_name_the_file_not_the_temp_file(tmp_path, kwa
     assert name in str(info.value) and "/." not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.wav"]
 
+
+def test_read_unreadable_file_says_why(tmp_path, monkeypatch):
+    """libsndfile reports an unreadable file as "System error."; the reason and the file are named."""
+    import pse_nmf._audio as audio_module
+
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100), 16000)
+
+    def no_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(audio_module, "open", no_permission, raising=False)  # as root, chmod cannot do it
+    with pytest.raises(PermissionError, match=r"cannot open '.*locked.wav': Permission denied"):
+        read_audio(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_read_file_without_read_permission(tmp_path):
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100), 16000)
+    path.chmod(0)
+    with pytest.raises(PermissionError, match="locked.wav"):
+        read_audio(path)

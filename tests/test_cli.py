@@ -494,3 +494,75 @@ def test_denoise_refuses_an_all_zero_model_instead_of_writing_silence(model_file
     err = capsys.readouterr().err
     assert err.startswith("pse-nmf: error:") and "zeros.npz" in err and "all zeros" in err
     assert not (tmp_path / "noisy_enhanced.wav").exists()
+
+
+# -- issue 19: one clear line naming the file or the parameter -------------------------------------
+def test_denoise_stream_truncated_flac_is_one_clear_line(model_file, noisy, tmp_path, capsys):
+    y, sr = sf.read(noisy, dtype="float32")
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, np.tile(y, 4), sr, format="FLAC")
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) // 2])  # a download that stopped half way
+    out = tmp_path / "o.wav"
+    assert main(["denoise", "--stream", "-m", str(model_file), str(flac), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "cut.flac" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and _temp_files(tmp_path) == []
+
+
+def test_denoise_too_short_input_names_the_file(model_file, noisy, tmp_path, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(100, 0.1, dtype=np.float32), SR)
+    assert main(["denoise", "-m", str(model_file), str(short)]) == 1
+    err = capsys.readouterr().err
+    assert "short.wav" in err and "100 samples" in err
+
+
+@pytest.mark.parametrize("n, metric, message", [
+    (1, "estoi", "too short for STOI"),  # was "axis 1 is out of bounds"
+    (1, "si_sdr", "constant"),
+    (2000, "pesq", "too short for PESQ"),  # was a raw BufferTooShortError
+])
+def test_evaluate_too_short_files_name_the_files(n, metric, message, audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    a, b = tmp_path / "enh.wav", tmp_path / "ref.wav"
+    sf.write(a, clean[1000:1000 + n], SR)
+    sf.write(b, clean[1000:1000 + n], SR)
+    assert main(["evaluate", str(a), "--reference", str(b), "--metrics", metric]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "enh.wav" in err and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_silent_enhanced_file_scores_minus_infinity(audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros_like(clean), SR)
+    assert main(["evaluate", str(silent), "--reference", str(audio / "clean.wav"), "--metrics", "si_sdr"]) == 0
+    assert "-inf" in capsys.readouterr().out
+
+
+def test_fit_bad_setting_value_names_the_parameter_before_reading(audio, tmp_path, capsys):
+    assert main(["fit", "-o", str(tmp_path / "m.npz"), "--set", "sr=foo", str(audio / "train")]) == 2
+    err = capsys.readouterr().err
+    assert "'sr'" in err and "foo" in err and "invalid literal" not in err
+
+
+def test_neural_model_without_torch_is_one_clear_line(model_file, noisy, tmp_path, monkeypatch, capsys):
+    from pse_nmf import _persistence
+
+    with np.load(model_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["estimator"] = "GRUEnhancer"
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    gru = tmp_path / "gru.npz"
+    np.savez(gru, **arrays)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    for name in [m for m in sys.modules if m.startswith("pse_nmf.neural")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(_persistence._REGISTRY, "GRUEnhancer", raising=False)
+    assert main(["denoise", "-m", str(gru), str(noisy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "gru.npz" in err and "pse_nmf[neural]" in err
+    assert len(err.strip().splitlines()) == 1

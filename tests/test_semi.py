@@ -225,3 +225,22 @@ def test_si_sdr_improvement_on_real_mixtures(audio_root):
     model = SemiSupervisedNMF(random_state=0).fit(task.enrollment)
     gains = [si_sdr(model.denoise(t.mixture), t.speech) - si_sdr(t.mixture, t.speech) for t in task.test]
     assert np.mean(gains) > 3.0, gains
+
+
+# --------------------------------------------------------------------------- issue 19: multichannel recordings
+
+@pytest.mark.parametrize("layout", ["list", "one_array", "one_array_channels_first"])
+def test_fit_on_stereo_arrays_with_downmix_equals_fit_on_the_mono_mix(speech, layout):
+    """Stereo arrays with downmix=True were taken as frames ("Negative values") or failed to
+    stack ("inhomogeneous shape")."""
+    stereo = [np.stack([u, 0.5 * u], axis=1) for u in speech]
+    X = {"list": stereo, "one_array": stereo[0], "one_array_channels_first": stereo[0].T}[layout]
+    mono = [u.mean(axis=1) for u in stereo] if layout == "list" else stereo[0].mean(axis=1)
+    got = _small().fit(X, downmix=True).components_
+    np.testing.assert_array_equal(got, _small().fit(mono).components_)
+
+
+def test_fit_on_a_list_of_stereo_arrays_without_downmix_says_so(speech):
+    with pytest.raises(ValueError, match=r"recordings\[0\] is 2-channel audio.*downmix=True"):
+        _small().fit([np.stack([u, u], axis=1) for u in speech])
+
