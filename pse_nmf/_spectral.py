@@ -41,6 +41,10 @@ AUDIO_CONSTRAINTS = {
 }
 
 
+# Below this much enrollment audio, fit warns (measured, see SemiSupervisedNMF's min_seconds).
+_GREY_ZONE_SECONDS = 10.0
+
+
 def is_recordings(X, downmix=False):
     """True if ``X`` is audio (a waveform, paths, a folder), False if it is frames.
 
@@ -148,6 +152,30 @@ class AudioMixin:
     def _recordings(self, source, sr=None, downmix=False, name="recordings"):
         self._check_audio_params()
         return load_recordings_list(source, sr=self.sr, sr_in=sr, downmix=downmix, min_length=self.n_fft, name=name)
+
+    def _check_duration(self, recordings, what):
+        """Refuse fewer than ``min_seconds`` of recordings; warn below ``_GREY_ZONE_SECONDS``.
+
+        A dictionary learned from too little speech models the input's noise
+        as well as the speaker and enhances worse than doing nothing; the
+        estimator's ``min_seconds`` documents the measurement.
+        """
+        import warnings
+
+        seconds = sum(r.size for r in recordings) / self.sr
+        if seconds < self.min_seconds:
+            raise ValueError(
+                f"{seconds:.1f} s of {what} is too little to learn from: at least {self.min_seconds:.1f} s are "
+                f"needed (below it the model enhances worse than the noisy input); give more audio, or pass "
+                "min_seconds=0 (CLI: --set min_seconds=0) to fit anyway"
+            )
+        if seconds < _GREY_ZONE_SECONDS:
+            warnings.warn(
+                f"only {seconds:.1f} s of {what}: below {_GREY_ZONE_SECONDS:.0f} s the model is often worse than "
+                "the noisy input on some recordings; 30 s or more is recommended",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _spectrum(self, y):
         """Complex STFT (n_frames, n_bins) and non-negative frames |S|**spectrum_power."""

@@ -566,3 +566,16 @@ def test_neural_model_without_torch_is_one_clear_line(model_file, noisy, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("pse-nmf: error:") and "gru.npz" in err and "pse_nmf[neural]" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_fit_on_too_little_speech_fails_instead_of_saving_a_harmful_model(audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    short = tmp_path / "short.wav"
+    sf.write(short, clean[: SR // 2], SR)
+    out = tmp_path / "m.npz"
+    assert main(["fit", "-o", str(out), str(short)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "0.5 s" in err and "min_seconds=0" in err
+    assert not out.exists()
+    assert main(["fit", "-o", str(out), "--max-iter", "5", "--set", "min_seconds=0", str(short)]) == 0
+    assert "only 0.5 s" in capsys.readouterr().err  # the opt-out still warns

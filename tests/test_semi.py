@@ -13,7 +13,8 @@ N_BINS = 513
 
 
 def _small(**kwargs):
-    params = dict(n_components=6, n_test_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0)
+    params = dict(n_components=6, n_test_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0,
+                  min_seconds=0)  # mechanics on 2 s clips, not quality
     params.update(kwargs)
     return SemiSupervisedNMF(**params)
 
@@ -244,3 +245,26 @@ def test_fit_on_a_list_of_stereo_arrays_without_downmix_says_so(speech):
     with pytest.raises(ValueError, match=r"recordings\[0\] is 2-channel audio.*downmix=True"):
         _small().fit([np.stack([u, u], axis=1) for u in speech])
 
+
+# --------------------------------------------------------------------------- issue 19: too little enrollment speech
+
+def test_fit_refuses_too_little_speech(example):
+    """0.5 s of speech gave a model worse than the noisy input (SI-SDR -2 to -5 dB), with only a
+    ConvergenceWarning; the CLI wrote it and reported success."""
+    utterance = example.speech[sorted(example.speech)[0]][0]
+    with pytest.raises(ValueError, match=r"0\.5 s of speech recordings.*at least 3\.0 s.*min_seconds=0"):
+        SemiSupervisedNMF(random_state=0).fit(utterance[: SR // 2])
+
+
+def test_fit_warns_in_the_grey_zone_and_min_seconds_opts_out(example):
+    utterance = example.speech[sorted(example.speech)[0]][0]
+    with pytest.warns(UserWarning, match=r"only 1\.0 s of speech.*10 s"):
+        _small(min_seconds=0).fit(utterance[:SR])
+    assert utterance.size >= 4 * SR
+    with pytest.warns(UserWarning, match="only 4.0 s"):
+        _small().fit(utterance[: 4 * SR])
+
+
+def test_fit_on_frames_has_no_duration_minimum():
+    frames = np.random.default_rng(0).random((5, N_BINS))
+    _small().fit(frames)  # scikit-learn use: frames carry no duration, nothing is refused
