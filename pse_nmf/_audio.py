@@ -369,7 +369,7 @@ def write_audio(path, y, sr, *, subtype=None, overwrite=False):
     if subtype is not None and not sf.check_format(fmt, subtype):
         raise ValueError(f"cannot write {str(path)!r}: {fmt} files do not take subtype {subtype!r}")
     y = check_waveform(y, name=f"waveform to write to {str(path)!r}")
-    peak = float(np.max(np.abs(y)))
+    peak = max(float(y.max()), -float(y.min()))  # np.abs(y) would be a temporary copy of a long signal
     is_float = subtype is not None and subtype.upper() in ("FLOAT", "DOUBLE")
     if peak > 1.0 and not is_float:
         warnings.warn(
