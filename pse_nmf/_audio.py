@@ -93,6 +93,8 @@ def check_waveform(x, *, name="x", downmix=False, min_length=1, dtype=np.float32
         raise ValueError(f"{name} is boolean; a numeric waveform is expected")
     if arr.dtype.kind in "iu":
         arr = _pcm_to_float(arr)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: no audio samples")
     if arr.ndim == 2:
         if 1 in arr.shape:
             arr = arr.reshape(-1)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -256,7 +255,9 @@ def _read_archive(path):
             contents = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails anywhere in zipfile or numpy's header parser
+        # (BadZipFile, EOFError, OSError, ValueError, SyntaxError, tokenize.TokenError, ...); no code runs
+        # while reading (allow_pickle=False), so every failure here is a damaged file
         raise ModelFileError(
             f"{str(path)!r} is not a readable pse_nmf model file (truncated or another format): {exc}"
         ) from exc
@@ -345,6 +346,11 @@ def load_model(path, *, expected=None):
         est = cls(**params)
     except TypeError as exc:
         raise ModelFileError(f"{where!r}: parameters do not fit {name}: {exc}") from exc
+    if hasattr(est, "_validate_params"):  # a hand-edited value would fail later, deep inside numpy
+        try:
+            est._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{where!r}: damaged parameters: {exc}") from exc
     for aname in cls._fitted_arrays:
         key = f"attr:{aname}"
         if key not in contents:
