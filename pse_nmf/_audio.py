@@ -155,6 +155,15 @@ def resample(y, orig_sr, target_sr):
     )
 
 
+def _check_readable(path):
+    """Open ``path`` once: libsndfile reports an unreadable file as "System error."; the OS says why."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot open {str(path)!r}: {exc.strerror}") from None
+
+
 def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     """Read an audio file with soundfile.
 
@@ -178,11 +187,7 @@ def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no audio file at {str(path)!r}")
-    try:  # libsndfile reports an unreadable file as "System error."; the OS says why
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise type(exc)(exc.errno, f"cannot open {str(path)!r}: {exc.strerror}") from None
+    _check_readable(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:

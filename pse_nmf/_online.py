@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from . import _kernels as K
-from ._audio import _atomic_write, check_waveform, resample
+from ._audio import _atomic_write, _check_readable, check_waveform, resample
 from ._nmf import _factorize, _init_atoms, _warn_not_converged, beta_divergence
 from ._online_kernels import online_frames, pending_masks
 from ._persistence import ModelFileError, ModelIOMixin, check_dictionary, register_estimator
@@ -908,6 +908,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
             raise FileNotFoundError(f"no audio file at {str(in_path)!r}")
         if out_path.exists() and os.path.samefile(in_path, out_path) or in_path.resolve() == out_path.resolve():
             raise ValueError(f"out_path is the input file {str(in_path)!r}; pse_nmf never overwrites its input")
+        _check_readable(in_path)
         try:
             info = sf.info(str(in_path))
         except (sf.LibsndfileError, RuntimeError) as exc:

@@ -548,3 +548,17 @@ def test_denoise_file_removes_dc_like_denoise(default_online, example_task, tmp_
     out = default_online.denoise_file(src, tmp_path / "out.wav", block_size=5000, subtype="FLOAT")
     y, _ = sf.read(out, dtype="float32")
     np.testing.assert_allclose(y, default_online.denoise(x), atol=1e-5)
+
+
+def test_denoise_file_unreadable_input_says_why(online, noisy, tmp_path, monkeypatch):
+    import pse_nmf._audio as audio_module
+
+    src = tmp_path / "locked.wav"
+    sf.write(src, noisy, SR)
+
+    def no_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(audio_module, "open", no_permission, raising=False)  # as root, chmod cannot do it
+    with pytest.raises(PermissionError, match=r"cannot open '.*locked.wav': Permission denied"):
+        online.denoise_file(src, tmp_path / "out.wav")
