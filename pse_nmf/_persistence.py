@@ -297,10 +297,12 @@ def load_model(path, *, expected=None):
     ModelFileError
         For a file of another kind, a truncated or damaged file, an unknown
         estimator, a newer format, settings that do not match the arrays,
-        complex or non-numeric arrays, a model kind whose optional
-        dependency (torch) is missing, or a dictionary that is not finite,
+        complex or non-numeric arrays, or a dictionary that is not finite,
         non-negative float32/float64 with no all-zero atom
         (:func:`check_dictionary`).
+    ImportError
+        For a model kind whose optional dependency (torch) is missing; the
+        message names the file and what to install.
     """
     path = Path(path)
     meta, contents = _read_archive(path)
@@ -327,8 +329,8 @@ def load_model(path, *, expected=None):
 
         try:
             importlib.import_module(_OPTIONAL_ESTIMATORS[name])  # registers it
-        except ImportError as exc:
-            raise ModelFileError(f"{where!r} holds a {name}, which needs an optional dependency: {exc}") from exc
+        except ImportError as exc:  # stays an ImportError (what to install), now naming the file
+            raise ImportError(f"{where!r} holds a {name}, which needs an optional dependency: {exc}") from exc
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ModelFileError(f"{where!r} holds an unknown model kind {name!r}; known: {sorted(_REGISTRY)}")
