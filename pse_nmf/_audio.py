@@ -10,8 +10,11 @@ place where that is transposed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -90,6 +93,8 @@ def check_waveform(x, *, name="x", downmix=False, min_length=1, dtype=np.float32
         raise ValueError(f"{name} is boolean; a numeric waveform is expected")
     if arr.dtype.kind in "iu":
         arr = _pcm_to_float(arr)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: no audio samples")
     if arr.ndim == 2:
         if 1 in arr.shape:
             arr = arr.reshape(-1)
@@ -150,6 +155,15 @@ def resample(y, orig_sr, target_sr):
     )
 
 
+def _check_readable(path):
+    """Open ``path`` once: libsndfile reports an unreadable file as "System error."; the OS says why."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot open {str(path)!r}: {exc.strerror}") from None
+
+
 def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     """Read an audio file with soundfile.
 
@@ -173,6 +187,7 @@ def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    _check_readable(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -184,35 +199,138 @@ def read_audio(path, sr=16000, *, downmix=False, dtype=np.float32):
     return y, int(file_sr)
 
 
+# Signals whose default action kills the process without running Python's cleanup (SIGINT already
+# raises KeyboardInterrupt, which the writer handles). SIGHUP does not exist on Windows.
+_TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_PENDING = set()  # temporary files this process is writing now
+
+
+def _remove_pending_and_die(signum, frame):
+    """Handler: remove the temporary files being written, then die of the signal as by default.
+
+    It does not raise an exception to unwind instead: a Python handler can
+    run inside a C callback (Numba compiling through llvmlite calls back
+    into Python), where an exception is printed and dropped and the process
+    would go on as if no signal came.
+    """
+    for tmp in list(_PENDING):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def _removed_on_signals(tmp):
+    """While the block runs, SIGTERM and SIGHUP remove ``tmp`` before they kill the process.
+
+    Only signals left at their default action are handled (a handler the
+    program installed, or an ignored signal, is respected), handlers are
+    installed from the main thread only (the one place Python allows it; a
+    file written from another thread is still removed when the main thread
+    holds the handler), and the previous handlers are restored on exit.
+    """
+    _PENDING.add(tmp)
+    saved = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signum in _TERMINATION_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    saved[signum] = signal.signal(signum, _remove_pending_and_die)
+        yield
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+        _PENDING.discard(tmp)
+
+
 def _atomic_target(path, overwrite):
+    """Check, before any work, that ``path`` can be created: returns it as a Path.
+
+    Refuses a folder, an existing file without ``overwrite``, a missing
+    folder and a folder where no file can be created (probed by creating and
+    removing a temporary file, which also covers read-only mounts and
+    root-owned folders, where permission bits alone mislead).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder; give a file name to write")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".probe", dir=path.parent)
+    except OSError as exc:
+        raise PermissionError(
+            exc.errno, f"output folder {str(path.parent)!r} is not writable ({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
     return path
+
+
+def _publish(tmp, path, overwrite):
+    """Move the finished ``tmp`` to ``path``; without ``overwrite`` never replace a file.
+
+    ``os.link`` creates the name only if it does not exist (O_EXCL
+    semantics, atomic even between processes), so a file that appeared
+    since :func:`_atomic_target` checked, e.g. another run's output, is kept
+    and this write fails. Filesystems without hard links fall back to
+    reserving the name with ``O_CREAT | O_EXCL`` and replacing the
+    reservation.
+    """
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{str(path)!r} appeared while it was being written (another run?); it was kept. "
+            "Pass overwrite=True (CLI: --overwrite) to replace it"
+        ) from None
+    except OSError:  # no hard links here (e.g. FAT, some network mounts)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise FileExistsError(
+                f"{str(path)!r} appeared while it was being written (another run?); it was kept. "
+                "Pass overwrite=True (CLI: --overwrite) to replace it"
+            ) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _atomic_write(path, write, *, overwrite=False, suffix=None):
     """Call ``write(tmp_path)`` then move the temporary file onto ``path``.
 
-    The temporary file sits beside the target so that ``os.replace`` is atomic;
-    readers see either the old file or the complete new one, never a part.
+    The temporary file sits beside the target so that the final move is
+    atomic: readers see either the old file (or none) or the complete new
+    one, never a part. The target is checked before ``write`` runs (see
+    :func:`_atomic_target`); without ``overwrite`` it is created exclusively
+    (see :func:`_publish`). The temporary file is removed on any error, on
+    Ctrl-C and on SIGTERM / SIGHUP (which then kill the process as they
+    would have, see :func:`_removed_on_signals`).
     """
     path = _atomic_target(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _removed_on_signals(tmp):
+        try:
+            write(tmp)
+            # mkstemp makes the file private (0600); give it the mode a plain open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            _publish(tmp, path, overwrite)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return path
 
 
@@ -229,14 +347,36 @@ def write_audio(path, y, sr, *, subtype=None, overwrite=False):
         soundfile subtype (e.g. ``"PCM_16"``, ``"FLOAT"``); default is the
         format's default (16-bit PCM for WAV and FLAC).
     overwrite : bool, default=False
-        Replace an existing file. Without it an existing file is an error.
+        Replace an existing file. Without it an existing file is an error,
+        also one that appears while this one is written.
 
     Returns
     -------
     path : Path
+
+    Raises
+    ------
+    ValueError
+        For a rate that is not a positive integer, an extension soundfile
+        cannot write, a subtype the format does not take, or a bad waveform.
+    FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
+        For an existing file (without ``overwrite``), a missing or
+        read-only folder, or a path that is a folder; all checked before
+        anything is written.
     """
-    y = check_waveform(y, name="waveform to write")
-    peak = float(np.max(np.abs(y)))
+    path = Path(path)
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ValueError(f"cannot write {str(path)!r}: sample rate must be a positive integer, got {sr!r}")
+    fmt = path.suffix[1:].upper()
+    if not path.suffix or fmt not in sf.available_formats():
+        raise ValueError(
+            f"cannot write audio of type {path.suffix or '(no extension)'!r} to {str(path)!r}; "
+            f"use one of {', '.join('.' + f.lower() for f in sorted(sf.available_formats()))}"
+        )
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise ValueError(f"cannot write {str(path)!r}: {fmt} files do not take subtype {subtype!r}")
+    y = check_waveform(y, name=f"waveform to write to {str(path)!r}")
+    peak = max(float(y.max()), -float(y.min()))  # np.abs(y) would be a temporary copy of a long signal
     is_float = subtype is not None and subtype.upper() in ("FLOAT", "DOUBLE")
     if peak > 1.0 and not is_float:
         warnings.warn(

@@ -271,6 +271,10 @@ def _model_params(cls, args):
 def _cmd_fit(args):
     cls = MODELS[args.model]
     model = cls(**_model_params(cls, args))
+    try:  # a bad --set value is named now, not found as "invalid literal for int()" while reading audio
+        model._validate_params()
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
     out = Path(args.output)
     if out.suffix.lower() in AUDIO_EXTENSIONS:
         raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
@@ -309,6 +313,26 @@ def _cmd_fit(args):
 
 
 # -- denoise ---------------------------------------------------------------------------------------
+class _about:
+    """Context: a ValueError raised inside names ``path`` ("x has 100 samples" -> "'a.wav': x has ...")."""
+
+    def __init__(self, *paths):
+        self.paths = [str(p) for p in paths]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, ValueError) and not any(p in str(exc) for p in self.paths):
+            message = f"{' vs '.join(repr(p) for p in self.paths)}: {exc}"
+            try:
+                renamed = type(exc)(message)
+            except Exception:  # an exception class with another signature
+                renamed = ValueError(message)
+            raise renamed from exc
+        return False
+
+
 def _same_file(a, b):
     """True if paths ``a`` and ``b`` name the same file (links and symlinks included)."""
     try:
@@ -384,6 +408,8 @@ def _cmd_denoise(args):
         raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
+    for out in outputs:  # a read-only folder or a folder in the way: said now, not after the work
+        _atomic_target(out, args.overwrite)
     if args.stream:
         return _denoise_streaming(model, inputs, outputs, args)
 
@@ -392,7 +418,8 @@ def _cmd_denoise(args):
     for inp, out in zip(inputs, outputs):
         noisy, sr = read_audio(inp, sr=None, downmix=args.downmix)
         t0 = time.perf_counter()
-        enhanced = model.denoise(noisy, sr=sr)
+        with _about(inp):
+            enhanced = model.denoise(noisy, sr=sr)
         elapsed = time.perf_counter() - t0
         subtype = sf.info(str(inp)).subtype
         fmt = out.suffix[1:].upper()
@@ -533,7 +560,7 @@ def _cmd_evaluate(args):
         if mix is not None:
             signals["mixture"] = (*_read_for_eval(mix, args.downmix), mix)
         aligned = _align(signals)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _about(enh, ref):
             warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
             scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
                               sr=_EVAL_SR, metrics=args.metrics)
@@ -612,7 +639,7 @@ def main(argv=None):
         except _CommandError as exc:
             print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
             return 2
-        except (ValueError, ModelFileError, FileNotFoundError, FileExistsError, OSError) as exc:
+        except (ValueError, ModelFileError, FileNotFoundError, FileExistsError, OSError, ImportError) as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

@@ -283,7 +283,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         self
         """
         self._validate_params()
-        if _is_audio(X):
+        if _is_audio(X, downmix):
             V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
             self.n_features_in_ = V.shape[1]
         else:

@@ -11,6 +11,12 @@ from ._audio import check_waveform, resample
 __all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate"]
 
 
+_SDR_FILTER = 512  # bss_eval_sources' default distortion filter length
+_PESQ_MIN_SECONDS = 0.25  # the pesq package's own minimum (BufferTooShortError below it)
+# pystoi: 30 frames of 256 samples with hop 128 at 10 kHz, counted after its silent frames are removed
+_STOI_FS, _STOI_MIN_FRAMES, _STOI_FRAME = 10000, 30, 256
+
+
 def _pair(estimate, reference):
     est = check_waveform(estimate, name="estimate", dtype=np.float64)
     ref = check_waveform(reference, name="reference", dtype=np.float64)
@@ -37,10 +43,27 @@ def si_sdr(estimate, reference):
     Returns
     -------
     float
+        ``-inf`` for a silent (all-zero, or constant) estimate. The ratio is
+        0/0 there (the projection and the residual both vanish) and, being
+        scale-invariant, has no limit as the estimate shrinks to zero; a
+        silent output holds none of the target, so it is scored below every
+        real estimate rather than 0 dB, the score of an untouched 0 dB
+        mixture (what it returned before). ``-inf`` rather than an error so
+        that a batch of files is still scored; means over it show ``-inf``.
+
+    Raises
+    ------
+    ValueError
+        For signals of different lengths, or a silent or constant reference
+        (e.g. one sample).
     """
     est, ref = _pair(estimate, reference)
     est = est - est.mean()
     ref = ref - ref.mean()
+    if not np.any(ref):
+        raise ValueError(f"reference is constant ({ref.size} sample(s)): SI-SDR, on mean-removed signals, is undefined")
+    if not np.any(est):
+        return float("-inf")
     alpha = np.dot(est, ref) / np.dot(ref, ref)
     target = alpha * ref
     noise = est - target
@@ -62,8 +85,20 @@ def sdr(estimate, reference):
     Returns
     -------
     float
+        ``-inf`` for an all-zero estimate, as :func:`si_sdr`.
+
+    Raises
+    ------
+    ValueError
+        For signals shorter than the 512-tap distortion filter, of
+        different lengths, or a silent reference.
     """
     est, ref = _pair(estimate, reference)
+    if est.size < _SDR_FILTER:
+        raise ValueError(f"{est.size} samples are too short for SDR: bss_eval allows a {_SDR_FILTER}-tap "
+                         f"distortion filter, so at least {_SDR_FILTER} samples are needed")
+    if not np.any(est):
+        return float("-inf")  # mir_eval refuses it; same reason as si_sdr
     from mir_eval.separation import bss_eval_sources
 
     with warnings.catch_warnings():
@@ -101,13 +136,27 @@ def pesq(estimate, reference, sr=16000, mode=None):
         raise ValueError("wide-band PESQ needs 16 kHz audio; pass mode='nb' for 8 kHz")
     if sr != target:
         est, ref = resample(est, sr, target), resample(ref, sr, target)
-    from pesq import NoUtterancesError, pesq as _pesq
+    if ref.size < _PESQ_MIN_SECONDS * target:
+        raise ValueError(_pesq_too_short(ref.size / target))
+    from pesq import BufferTooShortError, NoUtterancesError, pesq as _pesq
 
     try:
         return float(_pesq(target, ref, est, mode))
+    except BufferTooShortError:  # resampling round-off at the limit
+        raise ValueError(_pesq_too_short(ref.size / target)) from None
     except NoUtterancesError:
         warnings.warn("PESQ found no utterance in the reference; returning NaN", RuntimeWarning, stacklevel=2)
         return float("nan")
+
+
+def _pesq_too_short(seconds):
+    return f"{seconds:.3f} s is too short for PESQ (at least {_PESQ_MIN_SECONDS} s)"
+
+
+def _stoi_too_short(seconds):
+    need = ((_STOI_MIN_FRAMES - 1) * _STOI_FRAME // 2 + _STOI_FRAME) / _STOI_FS
+    return (f"{seconds:.3f} s is too short for STOI: it needs {_STOI_MIN_FRAMES} frames (about {need:.2f} s) of "
+            "non-silent reference, counted after removing the frames 40 dB below the loudest")
 
 
 def stoi(estimate, reference, sr=16000, extended=False):
@@ -125,13 +174,26 @@ def stoi(estimate, reference, sr=16000, extended=False):
     Returns
     -------
     float
+
+    Raises
+    ------
+    ValueError
+        For signals too short for STOI: fewer than 30 frames of 25.6 ms
+        (about 0.4 s) once pystoi has removed the silent frames. pystoi
+        itself warns and returns 1e-05 there, a score that looks real.
     """
     est, ref = _pair(estimate, reference)
+    need = (_STOI_MIN_FRAMES - 1) * _STOI_FRAME // 2 + _STOI_FRAME
+    if ref.size * _STOI_FS / sr < need:
+        raise ValueError(_stoi_too_short(ref.size / sr))
     from pystoi import stoi as _stoi
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # pystoi warns on short signals; it still returns
-        return float(_stoi(ref, est, sr, extended=extended))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        value = float(_stoi(ref, est, sr, extended=extended))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        raise ValueError(_stoi_too_short(ref.size / sr))
+    return value
 
 
 def estoi(estimate, reference, sr=16000):
@@ -168,8 +230,10 @@ def evaluate(estimate, reference, mixture=None, *, sr=16000, metrics=("si_sdr", 
         The noisy input; when given, each metric is also computed for it and
         the improvement ``<metric>_i = estimate - mixture`` is reported.
     sr : int, default=16000
-    metrics : sequence of str
-        Any of ``si_sdr``, ``sdr``, ``pesq``, ``stoi``, ``estoi``.
+    metrics : str or sequence of str
+        Any of ``si_sdr``, ``sdr``, ``pesq``, ``stoi``, ``estoi``; a string
+        is one name or comma-separated names (``"si_sdr,pesq"``), as on the
+        command line.
 
     Returns
     -------
@@ -177,6 +241,9 @@ def evaluate(estimate, reference, mixture=None, *, sr=16000, metrics=("si_sdr", 
         ``{metric: value}``, and with ``mixture`` also ``{metric}_mixture``
         and ``{metric}_i``: a flat record, ready for ``pandas.DataFrame``.
     """
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    metrics = list(dict.fromkeys(metrics))
     unknown = set(metrics) - set(_METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {sorted(_METRICS)}")

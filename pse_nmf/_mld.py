@@ -283,7 +283,7 @@ class MLD(_SpeechDictionaryEnhancer):
                 recs += self._recordings(items, sr=sr, downmix=downmix, name=f"speaker {spk!r}")
             V = self._frames_from_recordings(recs)
             self.n_features_in_ = V.shape[1]
-        elif _is_audio(X):
+        elif _is_audio(X, downmix):
             V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
             self.n_features_in_ = V.shape[1]
         else:

@@ -15,14 +15,28 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from . import _kernels as K
-from ._audio import _atomic_write, check_waveform, resample
+from ._audio import _atomic_write, _check_readable, check_waveform, resample
 from ._nmf import _factorize, _init_atoms, _warn_not_converged, beta_divergence
 from ._online_kernels import online_frames, pending_masks
-from ._persistence import ModelFileError, ModelIOMixin, register_estimator
+from ._persistence import ModelFileError, ModelIOMixin, check_dictionary, register_estimator
 from ._spectral import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
 from ._stream import StreamingSTFT
 
 __all__ = ["OnlineNMF"]
+
+
+# A mean above this share of the RMS about the mean is a DC offset, removed before streaming
+# (measured: see "DC offset" in OnlineNMF's docstring).
+_DC_RATIO = 0.1
+
+
+def _dc_offset(n, total, square):
+    """The mean of a signal of ``n`` samples (sum ``total``, sum of squares ``square``) if it is an offset, else 0."""
+    if n == 0:
+        return 0.0
+    mean = total / n
+    ac_rms = np.sqrt(max(square / n - mean * mean, 0.0))
+    return mean if abs(mean) > _DC_RATIO * ac_rms else 0.0
 
 
 class _StreamState:
@@ -373,6 +387,19 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     take both, but needs the change detector that is still missing: a long
     window alone follows a change slowly (window 384 above).
 
+    DC offset. :meth:`denoise` and :meth:`denoise_file` subtract the
+    input's mean first when it exceeds 10 % of the input's RMS about the
+    mean (``_DC_RATIO``): a constant offset is not speech, and in the
+    stream it dominates the lowest bins and the frames' scale (a 0 dB
+    mixture at a fifth of its level plus 0.3: 3.5 dB SI-SDR against 10.6 dB
+    offline, and 8.3 dB with the offset removed, the same as without it).
+    Smaller means are left alone, so ordinary recordings stream exactly as
+    before: the stream reacts to any change of its input (removing the
+    1e-4 mean of an ordinary recording moved one of 12 mixtures by 2 dB,
+    and a causal 8 Hz high-pass moved the mean by 0.2 dB). A live stream
+    (:meth:`process`) cannot know the mean in advance and is not corrected:
+    remove an offset before streaming.
+
     All-zero frames give silence and enter the window as zeros. The
     products go to BLAS: 0.5-0.6 ms per frame on one thread at the
     defaults, against a 16 ms hop (1.4 ms measured while other jobs loaded
@@ -573,7 +600,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         else:
             if X is None:
                 raise ValueError("fit needs clean speech recordings X, or a fitted speech_model")
-            if is_recordings(X):
+            if is_recordings(X, downmix):
                 V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
                 if not np.any(V):
                     raise ValueError("the speech recordings are silent (all zeros): nothing to learn from")
@@ -644,9 +671,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 f"initial_noise_components_ has shape {Dn.shape}, expected "
                 f"({self.n_noise_components}, {self.n_features_in_})"
             )
-        for name, arr in (("components_", D), ("initial_noise_components_", Dn)):
-            if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
-                raise ModelFileError(f"{name} holds negative or non-finite values")
+        check_dictionary(D, "components_")
+        check_dictionary(Dn, "initial_noise_components_")
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model (npz + JSON; see :func:`pse_nmf.load_model`).
@@ -798,7 +824,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         """Enhance a whole waveform (equal to streaming it and dropping the latency).
 
         Runs on a fresh stream state: a live stream (:meth:`process`) is left
-        untouched.
+        untouched. A DC offset above 10 % of the RMS is removed first (see
+        the class docstring).
 
         Parameters
         ----------
@@ -816,7 +843,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         check_is_fitted(self)
         y = check_waveform(x, name="x", downmix=downmix, dtype=np.float64)
         rate = self.sr if sr is None else int(sr)
-        y_model = resample(y, rate, self.sr)
+        dc = _dc_offset(y.size, float(np.sum(y)), float(np.dot(y, y)))
+        y_model = resample(y - dc if dc else y, rate, self.sr)
         out = self._enhance(np.asarray(y_model, dtype=np.float64))
         out = resample(out, self.sr, rate)
         out = np.pad(out[: y.size], (0, max(0, y.size - out.size)))
@@ -838,8 +866,10 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     def denoise_file(self, in_path, out_path, *, block_size=65536, overwrite=False, downmix=False, subtype=None):
         """Enhance an audio file of any length, block by block, in constant memory.
 
-        The input is read in blocks of ``block_size`` frames with soundfile
-        and streamed through a fresh state (the live stream is untouched);
+        The input is read twice in blocks of ``block_size`` frames with
+        soundfile (first for its mean: a DC offset is removed as in
+        :meth:`denoise`) and streamed through a fresh state (the live stream
+        is untouched);
         the output goes to a temporary file beside ``out_path`` that replaces
         it atomically at the end, so a failure never leaves a partial file.
         The output has the input's rate and length. A file at another rate
@@ -878,6 +908,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
             raise FileNotFoundError(f"no audio file at {str(in_path)!r}")
         if out_path.exists() and os.path.samefile(in_path, out_path) or in_path.resolve() == out_path.resolve():
             raise ValueError(f"out_path is the input file {str(in_path)!r}; pse_nmf never overwrites its input")
+        _check_readable(in_path)
         try:
             info = sf.info(str(in_path))
         except (sf.LibsndfileError, RuntimeError) as exc:
@@ -920,11 +951,30 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 fh.write(y.astype(np.float32))
                 state["written"] += y.size
 
+        def blocks():
+            # a truncated or damaged file fails part way, as a raw libsndfile error: say which file
+            try:
+                yield from sf.blocks(str(in_path), blocksize=block_size, dtype="float64", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise ValueError(f"cannot read {str(in_path)!r} as audio (truncated or damaged?): {exc}") from None
+
+        def mono(block):
+            x = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            return check_waveform(x, name=str(in_path), dtype=np.float64) if x.size else x
+
         def write(tmp):
+            # a first pass for the mean (constant memory), as denoise takes it from the whole signal
+            total = square = 0.0
+            for block in blocks():
+                x = mono(block)
+                total += float(np.sum(x))
+                square += float(np.dot(x, x))
+            dc = _dc_offset(n_total, total, square)
             with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, subtype=subtype) as fh:
-                for block in sf.blocks(str(in_path), blocksize=block_size, dtype="float64", always_2d=True):
-                    x = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                    x = check_waveform(x, name=str(in_path), dtype=np.float64) if x.size else x
+                for block in blocks():
+                    x = mono(block)
+                    if dc:
+                        x = x - dc
                     if resample_in is not None:
                         x = resample_in.resample_chunk(x, last=False)
                     self._run(st, np.ascontiguousarray(x, dtype=np.float64))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,51 @@ _RESERVED_PREFIXES = ("param:", "attr:")
 
 class ModelFileError(ValueError):
     """A model file cannot be read: wrong kind, damaged, or inconsistent."""
+
+
+def check_dictionary(D, name, shape=None):
+    """Raise :class:`ModelFileError` unless ``D`` is a usable NMF dictionary.
+
+    A usable dictionary is a float32 or float64 array (complex, integer and
+    boolean arrays are refused: the updates and masks need real floats), of
+    ``shape`` when given, finite and non-negative, and non-degenerate: every
+    atom (row) has a positive entry. Every dictionary pse_nmf fits has
+    unit-norm atoms, so an all-zero atom means a damaged or hand-made file;
+    an all-zero dictionary would enhance every input to silence.
+
+    Parameters
+    ----------
+    D : ndarray of shape (n_atoms, n_bins)
+    name : str
+        The attribute's name, for the message.
+    shape : tuple of int or None
+        The shape the model's settings imply.
+    """
+    D = np.asarray(D)
+    if D.dtype.kind == "c":
+        raise ModelFileError(f"{name} is complex ({D.dtype}); a dictionary holds real magnitudes")
+    if D.dtype not in (np.float32, np.float64):
+        raise ModelFileError(f"{name} has dtype {D.dtype}; a dictionary is float32 or float64")
+    if D.ndim != 2 or (shape is not None and D.shape != tuple(shape)):
+        expected = f"the settings say {tuple(shape)}" if shape is not None else "(n_atoms, n_bins) is expected"
+        raise ModelFileError(f"{name} has shape {D.shape}, but {expected}")
+    if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
+        raise ModelFileError(f"{name} holds negative or non-finite values")
+    zero = np.flatnonzero(~np.any(D > 0, axis=1))
+    if zero.size and zero.size == D.shape[0]:
+        raise ModelFileError(f"every atom of {name} is all zeros: a degenerate dictionary, which would enhance "
+                             "every input to silence")
+    if zero.size:
+        raise ModelFileError(f"{name}: atom {zero[0]} is all zeros ({zero.size} of {D.shape[0]} atoms); fitted "
+                             "dictionaries have unit-norm atoms")
+
+
+def _check_array_dtype(where, name, arr):
+    """Model arrays are real numbers: a complex or non-numeric array is damage, refused by name."""
+    if arr.dtype.kind == "c":
+        raise ModelFileError(f"{where!r}: {name} is complex ({arr.dtype}); model arrays are real")
+    if arr.dtype.kind not in "biuf":
+        raise ModelFileError(f"{where!r}: {name} has dtype {arr.dtype}; model arrays are numeric")
 
 
 def register_estimator(cls):
@@ -212,7 +256,9 @@ def _read_archive(path):
             contents = {name: npz[name] for name in npz.files}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails anywhere in zipfile or numpy's header parser
+        # (BadZipFile, EOFError, OSError, ValueError, SyntaxError, tokenize.TokenError, ...); no code runs
+        # while reading (allow_pickle=False), so every failure here is a damaged file
         raise ModelFileError(
             f"{str(path)!r} is not a readable pse_nmf model file (truncated or another format): {exc}"
         ) from exc
@@ -251,7 +297,13 @@ def load_model(path, *, expected=None):
     ------
     ModelFileError
         For a file of another kind, a truncated or damaged file, an unknown
-        estimator, a newer format, or settings that do not match the arrays.
+        estimator, a newer format, settings that do not match the arrays,
+        complex or non-numeric arrays, or a dictionary that is not finite,
+        non-negative float32/float64 with no all-zero atom
+        (:func:`check_dictionary`).
+    ImportError
+        For a model kind whose optional dependency (torch) is missing; the
+        message names the file and what to install.
     """
     path = Path(path)
     meta, contents = _read_archive(path)
@@ -261,7 +313,13 @@ def load_model(path, *, expected=None):
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{where!r} is not a pse_nmf model file (format {meta.get('format')!r})")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ModelFileError(
+            f"{where!r}: damaged metadata: 'format_version' should be an integer, got {version!r}"
+        )
+    if version is None:
+        raise ModelFileError(f"{where!r}: damaged metadata: no format version ('format_version')")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{where!r} has model format version {version!r}, newer than this pse_nmf "
             f"({__version__}) reads ({FORMAT_VERSION}); upgrade pse_nmf"
@@ -270,7 +328,10 @@ def load_model(path, *, expected=None):
     if name not in _REGISTRY and name in _OPTIONAL_ESTIMATORS:
         import importlib
 
-        importlib.import_module(_OPTIONAL_ESTIMATORS[name])  # registers it; ImportError says what to install
+        try:
+            importlib.import_module(_OPTIONAL_ESTIMATORS[name])  # registers it
+        except ImportError as exc:  # stays an ImportError (what to install), now naming the file
+            raise ImportError(f"{where!r} holds a {name}, which needs an optional dependency: {exc}") from exc
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ModelFileError(f"{where!r} holds an unknown model kind {name!r}; known: {sorted(_REGISTRY)}")
@@ -282,15 +343,22 @@ def load_model(path, *, expected=None):
         key = f"param:{pname}"
         if key not in contents:
             raise ModelFileError(f"{where!r} is missing the array parameter {pname!r}")
+        _check_array_dtype(where, pname, contents[key])
         params[pname] = contents[key]
     try:
         est = cls(**params)
     except TypeError as exc:
         raise ModelFileError(f"{where!r}: parameters do not fit {name}: {exc}") from exc
+    if hasattr(est, "_validate_params"):  # a hand-edited value would fail later, deep inside numpy
+        try:
+            est._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{where!r}: damaged parameters: {exc}") from exc
     for aname in cls._fitted_arrays:
         key = f"attr:{aname}"
         if key not in contents:
             raise ModelFileError(f"{where!r} is missing the fitted array {aname!r}")
+        _check_array_dtype(where, aname, contents[key])
         setattr(est, aname, contents[key])
     attributes = _meta_field(meta, "attributes", dict, {}, where)
     for sname in cls._fitted_scalars:
@@ -301,6 +369,7 @@ def load_model(path, *, expected=None):
     for key in _meta_field(meta, "extra_arrays", list, [], where):
         if not isinstance(key, str) or key not in contents:
             raise ModelFileError(f"{where!r} is missing the array {key!r}")
+        _check_array_dtype(where, key, contents[key])
         extra[key] = contents[key]
     audio = meta.get("audio")
     expected_audio = est._audio_settings()
@@ -308,6 +377,11 @@ def load_model(path, *, expected=None):
         raise ModelFileError(
             f"{where!r}: recorded audio settings {audio} do not match the model's parameters {expected_audio}"
         )
-    est._load_extra(extra)
-    est._check_loaded()
+    try:
+        est._load_extra(extra)
+        est._check_loaded()
+    except ModelFileError as exc:
+        if where in str(exc):
+            raise
+        raise ModelFileError(f"{where!r}: {exc}") from None
     return est

@@ -94,6 +94,17 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
     tol : float, default=1e-3
         Relative decrease of the objective (per 10 iterations, relative to
         the initial objective) under which the updates stop.
+    min_seconds : float, default=3.0
+        Fewest seconds of recordings ``fit`` accepts (recordings only;
+        frames carry no duration). Below it ``fit`` raises ``ValueError``;
+        below 10 s it warns (``UserWarning``). 0 opts out of the error.
+        Measured on the development set (4 speakers x 6 mixtures at 0 and
+        5 dB, default settings): 0.5 s of enrollment gave -16 dB SI-SDR
+        improvement (a model far worse than the noisy input), 1 s -5 dB,
+        2 s -2 dB, 3 s +0.9 dB, 5 s +1.7 dB, 10 s +5.5 dB, 30 s +7.4 dB; with
+        16 or 32 atoms instead of 64 it was no better (3 s: -0.9 and +0.6
+        dB). Between 3 and 10 s a sixth to two fifths of the mixtures still
+        came out worse than the input.
     sr : int, default=16000
         Sample rate of the model; other rates are resampled.
     n_fft : int, default=1024
@@ -149,14 +160,16 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "min_seconds": [Interval(numbers.Real, 0, None, closed="left")],
         **AUDIO_CONSTRAINTS,
     }
     _fitted_arrays = ("components_",)
     _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")
 
     def __init__(self, n_components=64, *, n_test_components=8, known="speech", beta=1.0, sparsity=1.0,
-                 test_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3, sr=16000,
-                 n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
+                 test_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3,
+                 min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
+                 verbose=0):
         self.n_components = n_components
         self.n_test_components = n_test_components
         self.known = known
@@ -168,6 +181,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
         self.tol = tol
+        self.min_seconds = min_seconds
         self.sr = sr
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -195,8 +209,10 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         self
         """
         self._validate_params()
-        if is_recordings(X):
-            V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name=f"{self.known} recordings"))
+        if is_recordings(X, downmix):
+            recordings = self._recordings(X, sr=sr, downmix=downmix, name=f"{self.known} recordings")
+            self._check_duration(recordings, f"{self.known} recordings")
+            V = self._frames_from_recordings(recordings)
             if not np.any(V):
                 raise ValueError(f"the {self.known} recordings are silent (all zeros): nothing to learn from")
             self.n_features_in_ = V.shape[1]

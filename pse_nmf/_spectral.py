@@ -41,13 +41,26 @@ AUDIO_CONSTRAINTS = {
 }
 
 
-def is_recordings(X):
+# Inputs longer than _LONG_SECONDS are separated in pieces of about _CHUNK_SECONDS with
+# _OVERLAP_SECONDS of context on each side, crossfaded over _OVERLAP_SECONDS around each seam: memory
+# stays bounded (see AudioMixin.separate).
+_LONG_SECONDS = 120.0
+_CHUNK_SECONDS = 30.0
+_OVERLAP_SECONDS = 2.0
+
+# Below this much enrollment audio, fit warns (measured, see SemiSupervisedNMF's min_seconds).
+_GREY_ZONE_SECONDS = 10.0
+
+
+def is_recordings(X, downmix=False):
     """True if ``X`` is audio (a waveform, paths, a folder), False if it is frames.
 
     Audio is: a path or folder; a 1-D ndarray (one waveform); a mapping
     (speaker -> recordings); a list or tuple whose first item is a path or a
-    1-D ndarray. Anything else (a 2-D array, a list of lists of numbers) is
-    a matrix of frames (n_frames, n_bins).
+    1-D or 2-D (multichannel) ndarray; with ``downmix=True`` also a 2-D
+    ndarray (one multichannel waveform: averaging channels only means
+    something for audio). Anything else (a 2-D array, a list of lists of
+    numbers) is a matrix of frames (n_frames, n_bins).
     """
     import scipy.sparse
 
@@ -56,12 +69,13 @@ def is_recordings(X):
     if isinstance(X, (str, os.PathLike, Mapping)):
         return True
     if isinstance(X, np.ndarray):
-        return X.ndim == 1
+        return X.ndim == 1 or (downmix and X.ndim == 2)
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
             return True
         first = X[0]
-        return isinstance(first, (str, os.PathLike)) or (isinstance(first, np.ndarray) and first.ndim == 1)
+        # a list of 2-D arrays is never frames (frames are one matrix): multichannel recordings
+        return isinstance(first, (str, os.PathLike)) or (isinstance(first, np.ndarray) and first.ndim in (1, 2))
     return False
 
 
@@ -146,6 +160,30 @@ class AudioMixin:
         self._check_audio_params()
         return load_recordings_list(source, sr=self.sr, sr_in=sr, downmix=downmix, min_length=self.n_fft, name=name)
 
+    def _check_duration(self, recordings, what):
+        """Refuse fewer than ``min_seconds`` of recordings; warn below ``_GREY_ZONE_SECONDS``.
+
+        A dictionary learned from too little speech models the input's noise
+        as well as the speaker and enhances worse than doing nothing; the
+        estimator's ``min_seconds`` documents the measurement.
+        """
+        import warnings
+
+        seconds = sum(r.size for r in recordings) / self.sr
+        if seconds < self.min_seconds:
+            raise ValueError(
+                f"{seconds:.1f} s of {what} is too little to learn from: at least {self.min_seconds:.1f} s are "
+                f"needed (below it the model enhances worse than the noisy input); give more audio, or pass "
+                "min_seconds=0 (CLI: --set min_seconds=0) to fit anyway"
+            )
+        if seconds < _GREY_ZONE_SECONDS:
+            warnings.warn(
+                f"only {seconds:.1f} s of {what}: below {_GREY_ZONE_SECONDS:.0f} s the model is often worse than "
+                "the noisy input on some recordings; 30 s or more is recommended",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _spectrum(self, y):
         """Complex STFT (n_frames, n_bins) and non-negative frames |S|**spectrum_power."""
         S = stft(y, n_fft=self.n_fft, hop_length=self.hop_length)
@@ -186,7 +224,25 @@ class AudioMixin:
         speech, noise : ndarray of shape (n_samples,)
             float32, same length and rate as ``x``; ``speech + noise`` equals
             ``x`` up to STFT round-off (the masks sum to one).
+
+        Notes
+        -----
+        Inputs longer than ``_LONG_SECONDS`` (2 minutes at the model's rate)
+        are enhanced in pieces of about ``_CHUNK_SECONDS`` (30 s), each with
+        ``_OVERLAP_SECONDS`` (2 s) of context on either side, crossfaded
+        linearly over the 2 s around each seam, so that memory stays bounded
+        (the whole-signal working set is about 1.8 MB per second of audio:
+        1.3 GB for 10 minutes). What the models learn at test time (noise
+        atoms, block selections) is then learned per piece, so the samples
+        differ from a whole-signal run; on a 10-minute dev recording of six
+        noise types the pieces scored 4.6 dB SI-SDR against 3.6 dB whole (the
+        two outputs 11 dB SI-SDR apart). Inputs up to 2 minutes (all the
+        benchmarks' inputs) are enhanced whole, exactly as before.
         """
+        return self._separate(x, sr=sr, downmix=downmix, noise=True)
+
+    def _separate(self, x, *, sr, downmix, noise):
+        """``(speech, noise)`` waveforms of ``x``; ``noise`` is None unless asked for."""
         self._check_waveform_model()
         y = check_waveform(x, name="x", downmix=downmix)
         rate = self.sr if sr is None else int(sr)
@@ -197,19 +253,56 @@ class AudioMixin:
             )
         if not np.any(y_model):
             zeros = np.zeros_like(y)
-            return zeros, zeros.copy()
+            return zeros, (zeros.copy() if noise else None)
+        if y_model.size <= _LONG_SECONDS * self.sr:
+            speech, noise_part = self._parts(y_model, noise)
+        else:
+            speech, noise_part = self._parts_chunked(y_model, noise)
+        del y_model  # the longest array but the input and output
+
+        def back(part):
+            part = resample(part.astype(np.float32, copy=False), self.sr, rate)
+            if part.size != y.size:  # resampling round-off (np.pad copies: not for the usual equal lengths)
+                part = np.pad(part[: y.size], (0, max(0, y.size - part.size)))
+            return part.astype(np.float32, copy=False)
+
+        return back(speech), (back(noise_part) if noise else None)
+
+    def _parts(self, y_model, noise):
+        """Speech and (if ``noise``) noise estimates of a whole model-rate waveform, same length."""
         S, V = self._spectrum(y_model)
         speech_model, noise_model = self._decompose(V)
+        del V
         mask = ratio_mask(speech_model, noise_model, power=self.mask_power)
+        del speech_model, noise_model
         kw = dict(n_fft=self.n_fft, hop_length=self.hop_length, length=y_model.size)
         speech = istft(S * mask, **kw)
-        noise = istft(S * (1 - mask), **kw)
-        out = []
-        for part in (speech, noise):
-            part = resample(part.astype(np.float32, copy=False), self.sr, rate)
-            part = np.pad(part[: y.size], (0, max(0, y.size - part.size)))
-            out.append(part.astype(np.float32, copy=False))
-        return out[0], out[1]
+        return speech, (istft(S * (1 - mask), **kw) if noise else None)
+
+    def _parts_chunked(self, y_model, noise):
+        """:meth:`_parts` piece by piece, crossfaded (see :meth:`separate`), in bounded memory."""
+        n = y_model.size
+        k = int(np.ceil(n / (_CHUNK_SECONDS * self.sr)))
+        length = int(np.ceil(n / k))
+        pad = int(_OVERLAP_SECONDS * self.sr)
+        half = pad // 2
+        outs = [np.zeros(n, dtype=np.float32) for _ in range(2 if noise else 1)]
+        ramp = (np.arange(2 * half, dtype=np.float32) + 0.5) / (2 * half)  # 0 -> 1 over the crossfade
+        for i in range(k):
+            a, b = i * length, min((i + 1) * length, n)
+            lo, hi = max(0, a - pad), min(n, b + pad)
+            pieces = self._parts(y_model[lo:hi], noise)
+            # the piece's weight: 1 on [a, b), ramps over [a - half, a + half) and [b - half, b + half), else 0
+            w = np.ones(hi - lo, dtype=np.float32)
+            if i > 0:
+                w[: a - half - lo] = 0.0
+                w[a - half - lo : a + half - lo] = ramp
+            if i < k - 1:
+                w[b - half - lo : b + half - lo] = 1.0 - ramp
+                w[b + half - lo :] = 0.0
+            for out, piece in zip(outs, pieces):
+                out[lo:hi] += w * piece
+        return outs[0], (outs[1] if noise else None)
 
     def denoise(self, x, *, sr=None, downmix=False):
         """Enhance a noisy waveform.
@@ -225,9 +318,10 @@ class AudioMixin:
         -------
         ndarray of shape (n_samples,)
             The enhanced waveform, float32, same length and rate as ``x``.
-            Silent input gives silent output.
+            Silent input gives silent output. Long inputs are enhanced in
+            pieces, in bounded memory (see :meth:`separate`).
         """
-        return self.separate(x, sr=sr, downmix=downmix)[0]
+        return self._separate(x, sr=sr, downmix=downmix, noise=False)[0]
 
 
 class MaskTransformerMixin(TransformerMixin):
@@ -283,13 +377,7 @@ class MaskTransformerMixin(TransformerMixin):
         return _check_feature_names_in(self, input_features)
 
     def _check_components(self, n_expected):
-        """Raise ModelFileError unless ``components_`` is (n_expected, n_features_in_), finite, >= 0."""
-        from ._persistence import ModelFileError
+        """Raise ModelFileError unless ``components_`` is a usable (n_expected, n_features_in_) dictionary."""
+        from ._persistence import check_dictionary
 
-        D = np.asarray(self.components_)
-        if D.ndim != 2 or D.shape != (n_expected, self.n_features_in_):
-            raise ModelFileError(
-                f"components_ has shape {D.shape}, but the settings say ({n_expected}, {self.n_features_in_})"
-            )
-        if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
-            raise ModelFileError("components_ holds negative or non-finite values")
+        check_dictionary(self.components_, "components_", (n_expected, self.n_features_in_))

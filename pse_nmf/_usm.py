@@ -56,11 +56,11 @@ _COMMON_CONSTRAINTS = {
 }
 
 
-def _is_audio(X):
+def _is_audio(X, downmix=False):
     """Recordings rather than frames (sparse matrices, even dict-like ones, are frames)."""
     from scipy.sparse import issparse
 
-    return not issparse(X) and is_recordings(X)
+    return not issparse(X) and is_recordings(X, downmix)
 
 
 def _is_speaker_lists(X):

@@ -1,5 +1,7 @@
 """Audio front end: STFT against a naive framed FFT, waveform checks, file I/O, masks."""
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -202,7 +204,7 @@ def test_write_refuses_overwrite(tmp_path):
 
 @pytest.mark.parametrize("kwargs, name, exc", [
     (dict(subtype="PCM_99"), "x.wav", ValueError),
-    ({}, "x.notaformat", TypeError),
+    ({}, "x.notaformat", ValueError),
 ])
 def test_failed_write_leaves_no_temp_file(tmp_path, kwargs, name, exc):
     with pytest.raises(exc):
@@ -324,3 +326,128 @@ def test_oracle_mask_denoise_beats_mixture(real_mixture):
 def test_oracle_mask_denoise_length_mismatch():
     with pytest.raises(ValueError, match="differ in length"):
         oracle_mask_denoise(np.zeros(2048), np.zeros(2049))
+
+
+# --------------------------------------------------------------------------- the shared writer (issue 19)
+# _atomic_write is private; these tests reach for it because the race and the signal it handles
+# cannot be produced deterministically through the public functions.
+
+
+def test_write_does_not_replace_a_file_that_appeared_meanwhile(tmp_path):
+    from pse_nmf._audio import _atomic_write
+
+    path = tmp_path / "o.wav"
+
+    def write_while_another_run_finishes(tmp):
+        sf.write(tmp, np.zeros(100), 16000)
+        path.write_bytes(b"the other run's result")
+
+    with pytest.raises(FileExistsError, match="appeared while"):
+        _atomic_write(path, write_while_another_run_finishes)
+    assert path.read_bytes() == b"the other run's result"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+
+
+def test_write_with_overwrite_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    from pse_nmf._audio import _atomic_write
+
+    path = tmp_path / "o.wav"
+
+    def write(tmp):
+        sf.write(tmp, np.full(100, 0.5), 16000)
+        path.write_bytes(b"old")
+
+    _atomic_write(path, write, overwrite=True)
+    assert read_audio(path)[0].shape == (100,)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_write_removes_its_temp_file_on_termination_signals(tmp_path, signame):
+    """The signal still kills the process (in a child here, not pytest), but the temp file is gone."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, numpy as np, soundfile as sf
+from pse_nmf._audio import _atomic_write
+def write_then_get_killed(tmp):
+    sf.write(tmp, np.zeros(1000), 16000)
+    print(tmp, flush=True)
+    os.kill(os.getpid(), signal.{signame})
+    raise AssertionError("still alive after the signal")
+_atomic_write({str(tmp_path / "o.wav")!r}, write_then_get_killed)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -getattr(signal, signame), proc.stderr
+    assert proc.stdout.strip().endswith(".wav")  # the temp file existed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_restores_the_signal_handlers(tmp_path):
+    import signal
+
+    from pse_nmf._audio import _atomic_write
+
+    before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
+    seen = []
+    _atomic_write(tmp_path / "o.wav", lambda tmp: (seen.append(signal.getsignal(signal.SIGTERM)),
+                                                   sf.write(tmp, np.zeros(10), 16000)))
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)] == before
+    if before[0] is signal.SIG_DFL:  # handled while writing, default again after
+        assert seen[0] is not signal.SIG_DFL
+
+
+def test_write_checks_the_folder_is_writable_before_the_work(tmp_path, monkeypatch):
+    import tempfile
+
+    from pse_nmf._audio import _atomic_write
+
+    def read_only(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", os.path.join(dir, ".o.abc123.wav"))
+
+    import os
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    calls = []
+    with pytest.raises(PermissionError, match=r"output folder '.*' is not writable") as info:
+        _atomic_write(tmp_path / "o.wav", calls.append)
+    assert ".o.abc123" not in str(info.value) and calls == []
+
+
+@pytest.mark.parametrize("kwargs, name, exc, message", [
+    (dict(sr=0), "x.wav", ValueError, "sample rate must be a positive integer"),
+    (dict(sr=16000), "x.xyz", ValueError, r"cannot write audio of type '\.xyz'"),
+    (dict(sr=16000), "folder.wav", IsADirectoryError, "is a folder"),
+])
+def test_write_audio_bad_arguments_name_the_file_not_the_temp_file(tmp_path, kwargs, name, exc, message):
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(exc, match=message) as info:
+        write_audio(tmp_path / name, np.zeros(100), **kwargs, overwrite=True)
+    assert name in str(info.value) and "/." not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.wav"]
+
+
+def test_read_unreadable_file_says_why(tmp_path, monkeypatch):
+    """libsndfile reports an unreadable file as "System error."; the reason and the file are named."""
+    import pse_nmf._audio as audio_module
+
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100), 16000)
+
+    def no_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(audio_module, "open", no_permission, raising=False)  # as root, chmod cannot do it
+    with pytest.raises(PermissionError, match=r"cannot open '.*locked.wav': Permission denied"):
+        read_audio(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_read_file_without_read_permission(tmp_path):
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100), 16000)
+    path.chmod(0)
+    with pytest.raises(PermissionError, match="locked.wav"):
+        read_audio(path)

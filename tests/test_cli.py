@@ -404,3 +404,178 @@ def test_demo_command(tmp_path, capsys):
                                                "model.npz"}
     assert main(["demo", "--out-dir", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
+
+
+# -- issue 19: outputs under concurrency and signals, checked before the work -----------------------
+def test_denoise_stream_does_not_replace_an_output_that_appeared_meanwhile(model_file, noisy, tmp_path,
+                                                                           monkeypatch, capsys):
+    # Two runs writing one output: the other run finishes while this one streams. Reproduced
+    # deterministically by creating the output from inside the stream's first block.
+    from pse_nmf import OnlineNMF
+
+    out = tmp_path / "o.wav"
+    run = OnlineNMF._run
+
+    def other_run_finishes(self, st, x, final=False):
+        if not out.exists():
+            out.write_bytes(b"the other run's result")
+        return run(self, st, x, final=final)
+
+    monkeypatch.setattr(OnlineNMF, "_run", other_run_finishes)
+    assert main(["denoise", "--stream", "-m", str(model_file), str(noisy), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "appeared while" in err and "o.wav" in err
+    assert out.read_bytes() == b"the other run's result"
+    assert _temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_denoise_stream_killed_leaves_no_temp_file(signame, model_file, noisy, tmp_path):
+    import signal
+    import time
+
+    y, sr = sf.read(noisy, dtype="float32")
+    long_input = tmp_path / "long.wav"
+    sf.write(long_input, np.tile(y, 40), sr)  # a few minutes: still streaming when the signal comes
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "pse_nmf", "denoise", "--stream", "-m", str(model_file),
+                             str(long_input), "-o", str(out_dir / "o.wav")], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        def writing():  # the temporary output, not _atomic_target's short-lived writability probe
+            return [name for name in _temp_files(out_dir) if name.endswith(".wav")]
+
+        while not writing() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writing(), "the stream never started writing"
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -getattr(signal, signame)  # killed by the signal, as without pse_nmf
+    assert "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_denoise_checks_the_output_folder_is_writable_before_the_work(model_file, noisy, tmp_path,
+                                                                      monkeypatch, capsys):
+    import tempfile
+
+    def read_only(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", os.path.join(str(dir), ".o.abc123.wav"))
+
+    calls = []
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(SemiSupervisedNMF, "denoise", lambda self, *a, **k: calls.append(1))
+    assert main(["denoise", "-m", str(model_file), str(noisy), "-o", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "is not writable" in err and str(tmp_path) in err and ".o.abc123" not in err
+    assert calls == []
+
+
+def test_fit_to_an_existing_folder_fails_before_fitting(audio, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(SemiSupervisedNMF, "fit", lambda self, *a, **k: calls.append(1))
+    (tmp_path / "models").mkdir()
+    assert main(["fit", "-o", str(tmp_path / "models"), str(audio / "train")]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "models" in err and calls == []
+
+
+def test_denoise_refuses_an_all_zero_model_instead_of_writing_silence(model_file, noisy, tmp_path, capsys):
+    with np.load(model_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["attr:components_"] = np.zeros_like(arrays["attr:components_"])
+    zeroed = tmp_path / "zeros.npz"
+    np.savez(zeroed, **arrays)
+    assert main(["denoise", "-m", str(zeroed), str(noisy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "zeros.npz" in err and "all zeros" in err
+    assert not (tmp_path / "noisy_enhanced.wav").exists()
+
+
+# -- issue 19: one clear line naming the file or the parameter -------------------------------------
+def test_denoise_stream_truncated_flac_is_one_clear_line(model_file, noisy, tmp_path, capsys):
+    y, sr = sf.read(noisy, dtype="float32")
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, np.tile(y, 4), sr, format="FLAC")
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) // 2])  # a download that stopped half way
+    out = tmp_path / "o.wav"
+    assert main(["denoise", "--stream", "-m", str(model_file), str(flac), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "cut.flac" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and _temp_files(tmp_path) == []
+
+
+def test_denoise_too_short_input_names_the_file(model_file, noisy, tmp_path, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(100, 0.1, dtype=np.float32), SR)
+    assert main(["denoise", "-m", str(model_file), str(short)]) == 1
+    err = capsys.readouterr().err
+    assert "short.wav" in err and "100 samples" in err
+
+
+@pytest.mark.parametrize("n, metric, message", [
+    (1, "estoi", "too short for STOI"),  # was "axis 1 is out of bounds"
+    (1, "si_sdr", "constant"),
+    (2000, "pesq", "too short for PESQ"),  # was a raw BufferTooShortError
+])
+def test_evaluate_too_short_files_name_the_files(n, metric, message, audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    a, b = tmp_path / "enh.wav", tmp_path / "ref.wav"
+    sf.write(a, clean[1000:1000 + n], SR)
+    sf.write(b, clean[1000:1000 + n], SR)
+    assert main(["evaluate", str(a), "--reference", str(b), "--metrics", metric]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "enh.wav" in err and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_silent_enhanced_file_scores_minus_infinity(audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros_like(clean), SR)
+    assert main(["evaluate", str(silent), "--reference", str(audio / "clean.wav"), "--metrics", "si_sdr"]) == 0
+    assert "-inf" in capsys.readouterr().out
+
+
+def test_fit_bad_setting_value_names_the_parameter_before_reading(audio, tmp_path, capsys):
+    assert main(["fit", "-o", str(tmp_path / "m.npz"), "--set", "sr=foo", str(audio / "train")]) == 2
+    err = capsys.readouterr().err
+    assert "'sr'" in err and "foo" in err and "invalid literal" not in err
+
+
+def test_neural_model_without_torch_is_one_clear_line(model_file, noisy, tmp_path, monkeypatch, capsys):
+    from pse_nmf import _persistence
+
+    with np.load(model_file, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["estimator"] = "GRUEnhancer"
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    gru = tmp_path / "gru.npz"
+    np.savez(gru, **arrays)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    for name in [m for m in sys.modules if m.startswith("pse_nmf.neural")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(_persistence._REGISTRY, "GRUEnhancer", raising=False)
+    assert main(["denoise", "-m", str(gru), str(noisy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "gru.npz" in err and "pse_nmf[neural]" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fit_on_too_little_speech_fails_instead_of_saving_a_harmful_model(audio, tmp_path, capsys):
+    clean, _ = read_audio(audio / "clean.wav")
+    short = tmp_path / "short.wav"
+    sf.write(short, clean[: SR // 2], SR)
+    out = tmp_path / "m.npz"
+    assert main(["fit", "-o", str(out), str(short)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pse-nmf: error:") and "0.5 s" in err and "min_seconds=0" in err
+    assert not out.exists()
+    assert main(["fit", "-o", str(out), "--max-iter", "5", "--set", "min_seconds=0", str(short)]) == 0
+    assert "only 0.5 s" in capsys.readouterr().err  # the opt-out still warns

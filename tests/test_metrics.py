@@ -150,3 +150,53 @@ def test_metrics_reject_bad_waveforms():
         si_sdr(np.full(100, np.nan), np.ones(100))
     with pytest.raises(ValueError, match="downmix"):
         si_sdr(np.ones((100, 2)), np.ones((100, 2)))
+
+
+# --------------------------------------------------------------------------- issue 19: no silent wrong scores
+
+@pytest.mark.parametrize("func", [si_sdr, sdr])
+def test_silent_estimate_scores_minus_infinity_not_zero(func, utterance):
+    """A silent output holds none of the target: it must rank below any real estimate,
+    not tie with an untouched 0 dB mixture (0.0 dB, as si_sdr returned before)."""
+    rng = np.random.default_rng(8)
+    assert func(np.zeros(utterance.size), utterance) == -np.inf
+    if func is si_sdr:  # signals are mean-removed first: a constant estimate is silent too
+        assert si_sdr(np.full(utterance.size, 0.25), utterance) == -np.inf
+    poor = utterance + 30 * np.std(utterance) * rng.standard_normal(utterance.size)
+    assert np.isfinite(func(poor, utterance)) and func(poor, utterance) > -np.inf
+
+
+@pytest.mark.parametrize("func", [stoi, estoi])
+@pytest.mark.parametrize("n", [1, 1600])
+def test_stoi_too_short_is_an_error_not_1e_05(func, n, utterance):
+    with pytest.raises(ValueError, match="too short for STOI"):
+        func(utterance[:n], utterance[:n])
+
+
+def test_stoi_silent_frames_removed_leaves_too_little(utterance):
+    x = np.zeros(SR)  # one second, but all but 0.1 s of it is digital silence
+    x[: SR // 10] = utterance[SR : SR + SR // 10]
+    with pytest.raises(ValueError, match="too short for STOI"):
+        stoi(x, x)
+
+
+@pytest.mark.parametrize("n", [1, 2000])
+def test_pesq_too_short_is_a_clear_error(n, utterance):
+    with pytest.raises(ValueError, match=r"too short for PESQ \(at least 0.25 s\)"):
+        pesq(utterance[:n], utterance[:n])
+
+
+def test_si_sdr_of_one_sample_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="constant"):
+        si_sdr([0.5], [0.3])
+
+
+def test_sdr_too_short_is_an_error():
+    with pytest.raises(ValueError, match="too short for SDR"):
+        sdr(np.ones(1), np.ones(1))
+
+
+def test_evaluate_metrics_as_one_string(utterance, noise):
+    mixture, _ = mix_at_snr(utterance, noise, 0.0, random_state=0)
+    assert evaluate(mixture, utterance, metrics="si_sdr") == {"si_sdr": si_sdr(mixture, utterance)}
+    assert list(evaluate(mixture, utterance, metrics="si_sdr,stoi")) == ["si_sdr", "stoi"]

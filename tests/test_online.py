@@ -510,3 +510,55 @@ def test_stationary_noise_online_approaches_offline(example_task):
     assert g_offline > 4.0  # the reference itself enhances
     assert g_whole > g_offline - 2.5
     assert g_default > 4.0
+
+
+# --------------------------------------------------------------------------- issue 19, item 5: DC offset
+@pytest.fixture(scope="module")
+def default_online(example_task):
+    """OnlineNMF with default streaming settings on a real speech dictionary (as ``denoise --stream``)."""
+    semi = SemiSupervisedNMF(n_components=32, random_state=0).fit(example_task.enrollment)
+    return OnlineNMF(speech_model=semi, random_state=0).fit()
+
+
+def test_dc_offset_is_removed_before_streaming(default_online, example_task):
+    """A DC offset ruined the stream (2.8 dB against 10.5 dB offline on a user's file); removed
+    first, the result is the offset-free signal's, scaled (the output follows the level)."""
+    mix = example_task.test[0]
+    x = mix.mixture.astype(np.float64)
+    dc_input = 0.2 * x + 0.3
+    got = default_online.denoise(dc_input)
+    expected = 0.2 * default_online.denoise(x - x.mean())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert si_sdr(got, mix.speech) > si_sdr(dc_input, mix.speech) + 3.0
+
+
+def test_normal_recordings_are_streamed_untouched(default_online, example_task):
+    """Recordings without a real offset (mean below 10 % of the RMS) are not shifted: the stream is
+    sensitive to any change of its input (removing a 1e-4 mean moved one mixture by 2 dB), and the
+    benchmarks' figures must not move."""
+    x = example_task.test[0].mixture.astype(np.float64)
+    assert 0 < abs(x.mean()) < 0.1 * x.std()
+    np.testing.assert_array_equal(default_online.denoise(x), default_online._enhance(x).astype(np.float32))
+
+
+def test_denoise_file_removes_dc_like_denoise(default_online, example_task, tmp_path):
+    x = (0.2 * example_task.test[0].mixture + 0.3).astype(np.float32)
+    src = tmp_path / "dc.wav"
+    sf.write(src, x, SR, subtype="FLOAT")
+    out = default_online.denoise_file(src, tmp_path / "out.wav", block_size=5000, subtype="FLOAT")
+    y, _ = sf.read(out, dtype="float32")
+    np.testing.assert_allclose(y, default_online.denoise(x), atol=1e-5)
+
+
+def test_denoise_file_unreadable_input_says_why(online, noisy, tmp_path, monkeypatch):
+    import pse_nmf._audio as audio_module
+
+    src = tmp_path / "locked.wav"
+    sf.write(src, noisy, SR)
+
+    def no_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(audio_module, "open", no_permission, raising=False)  # as root, chmod cannot do it
+    with pytest.raises(PermissionError, match=r"cannot open '.*locked.wav': Permission denied"):
+        online.denoise_file(src, tmp_path / "out.wav")

@@ -179,7 +179,7 @@ def test_other_format(saved_semi, tmp_path):
         load_model(path)
 
 
-@pytest.mark.parametrize("version", [2, 99, "1", None])
+@pytest.mark.parametrize("version", [2, 99, None])  # "1": test_format_version_as_text_is_called_damaged_not_newer
 def test_newer_or_invalid_format_version(saved_semi, tmp_path, version):
     path = _tampered(saved_semi, tmp_path / "v.npz", lambda m: m.update(format_version=version))
     with pytest.raises(ModelFileError, match="format version"):
@@ -328,3 +328,54 @@ def test_pickle_file_is_refused_not_executed(tmp_path):
     with pytest.raises(ModelFileError, match="not a readable pse_nmf model file"):
         load_model(path)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- dictionaries validated on load (issue 19)
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda D: np.zeros_like(D), "atom"),  # loaded and denoised to all-silent audio before
+    (lambda D: np.concatenate([D[:-1], np.zeros_like(D[-1:])]), "atom 15 is all zeros"),
+    (lambda D: D.astype(np.complex128), "complex"),
+    (lambda D: (D > D.mean()), "dtype bool"),
+    (lambda D: (D * 1000).astype(np.int64), "dtype int64"),
+])
+def test_degenerate_or_wrongly_typed_dictionary_is_refused(saved_semi, tmp_path, corrupt, message):
+    path = _tampered(saved_semi, tmp_path / "d.npz",
+                     change_arrays=lambda a: a.update({"attr:components_": corrupt(a["attr:components_"])}))
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(path)
+    assert "d.npz" in str(info.value) and "components_" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["components_", "initial_noise_components_"])
+def test_online_dictionaries_validated_on_load(small_semi, tmp_path, name):
+    from pse_nmf import OnlineNMF
+
+    src = OnlineNMF(speech_model=small_semi, random_state=0).fit().save(tmp_path / "o.npz")
+    path = _tampered(src, tmp_path / "z.npz",
+                     change_arrays=lambda a: a.update({f"attr:{name}": np.zeros_like(a[f"attr:{name}"])}))
+    with pytest.raises(ModelFileError, match=f"{name}.*all zeros"):
+        load_model(path)
+
+
+def test_complex_array_parameter_is_refused(beta_nmf, tmp_path):
+    src = beta_nmf.save(tmp_path / "b.npz")
+    path = _tampered(src, tmp_path / "c.npz", change_arrays=lambda a: a.update(
+        {"param:fixed_components": a["param:fixed_components"] + 1j}))
+    with pytest.raises(ModelFileError, match="fixed_components.*complex"):
+        load_model(path)
+
+
+def test_format_version_as_text_is_called_damaged_not_newer(saved_semi, tmp_path):
+    path = _tampered(saved_semi, tmp_path / "v.npz", lambda m: m.update(format_version="1"))
+    with pytest.raises(ModelFileError, match="damaged metadata: 'format_version' should be an integer") as info:
+        load_model(path)
+    assert "newer" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, value", [("mask_power", "x"), ("n_test_components", -2), ("known", "both")])
+def test_parameters_validated_on_load(saved_semi, tmp_path, name, value):
+    """A hand-edited parameter loaded silently and failed later inside numpy ("ufunc 'power' not supported")."""
+    path = _tampered(saved_semi, tmp_path / "p.npz", lambda m: m["params"].update({name: value}))
+    with pytest.raises(ModelFileError, match=f"p.npz.*{name}"):
+        load_model(path)

@@ -13,7 +13,8 @@ N_BINS = 513
 
 
 def _small(**kwargs):
-    params = dict(n_components=6, n_test_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0)
+    params = dict(n_components=6, n_test_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0,
+                  min_seconds=0)  # mechanics on 2 s clips, not quality
     params.update(kwargs)
     return SemiSupervisedNMF(**params)
 
@@ -225,3 +226,105 @@ def test_si_sdr_improvement_on_real_mixtures(audio_root):
     model = SemiSupervisedNMF(random_state=0).fit(task.enrollment)
     gains = [si_sdr(model.denoise(t.mixture), t.speech) - si_sdr(t.mixture, t.speech) for t in task.test]
     assert np.mean(gains) > 3.0, gains
+
+
+# --------------------------------------------------------------------------- issue 19: multichannel recordings
+
+@pytest.mark.parametrize("layout", ["list", "one_array", "one_array_channels_first"])
+def test_fit_on_stereo_arrays_with_downmix_equals_fit_on_the_mono_mix(speech, layout):
+    """Stereo arrays with downmix=True were taken as frames ("Negative values") or failed to
+    stack ("inhomogeneous shape")."""
+    stereo = [np.stack([u, 0.5 * u], axis=1) for u in speech]
+    X = {"list": stereo, "one_array": stereo[0], "one_array_channels_first": stereo[0].T}[layout]
+    mono = [u.mean(axis=1) for u in stereo] if layout == "list" else stereo[0].mean(axis=1)
+    got = _small().fit(X, downmix=True).components_
+    np.testing.assert_array_equal(got, _small().fit(mono).components_)
+
+
+def test_fit_on_a_list_of_stereo_arrays_without_downmix_says_so(speech):
+    with pytest.raises(ValueError, match=r"recordings\[0\] is 2-channel audio.*downmix=True"):
+        _small().fit([np.stack([u, u], axis=1) for u in speech])
+
+
+# --------------------------------------------------------------------------- issue 19: too little enrollment speech
+
+def test_fit_refuses_too_little_speech(example):
+    """0.5 s of speech gave a model worse than the noisy input (SI-SDR -2 to -5 dB), with only a
+    ConvergenceWarning; the CLI wrote it and reported success."""
+    utterance = example.speech[sorted(example.speech)[0]][0]
+    with pytest.raises(ValueError, match=r"0\.5 s of speech recordings.*at least 3\.0 s.*min_seconds=0"):
+        SemiSupervisedNMF(random_state=0).fit(utterance[: SR // 2])
+
+
+def test_fit_warns_in_the_grey_zone_and_min_seconds_opts_out(example):
+    utterance = example.speech[sorted(example.speech)[0]][0]
+    with pytest.warns(UserWarning, match=r"only 1\.0 s of speech.*10 s"):
+        _small(min_seconds=0).fit(utterance[:SR])
+    assert utterance.size >= 4 * SR
+    with pytest.warns(UserWarning, match="only 4.0 s"):
+        _small().fit(utterance[: 4 * SR])
+
+
+def test_fit_on_frames_has_no_duration_minimum():
+    frames = np.random.default_rng(0).random((5, N_BINS))
+    _small().fit(frames)  # scikit-learn use: frames carry no duration, nothing is refused
+
+
+# --------------------------------------------------------------------------- issue 19, item 8: long inputs
+# The piece lengths are private module constants (pse_nmf._spectral); the tests shrink them so that a
+# 30 s real recording counts as long, instead of enhancing 10 minutes.
+
+@pytest.fixture
+def short_pieces(monkeypatch):
+    import pse_nmf._spectral as spectral
+
+    monkeypatch.setattr(spectral, "_LONG_SECONDS", 8.0)
+    monkeypatch.setattr(spectral, "_CHUNK_SECONDS", 6.0)
+    monkeypatch.setattr(spectral, "_OVERLAP_SECONDS", 1.0)
+
+
+@pytest.fixture(scope="module")
+def long_mixture(example):
+    speaker = sorted(example.speech)[0]
+    speech = np.concatenate(example.speech[speaker][1:5])  # ~27 s
+    noise = np.resize(example.noise["running_tap"][0], speech.size)
+    return mix_at_snr(speech, noise, 0.0, random_state=0)[0], speech
+
+
+def test_long_input_in_pieces_matches_the_whole_signal(small_semi, long_mixture, monkeypatch):
+    import pse_nmf._spectral as spectral
+
+    mixture, speech = long_mixture
+    whole = small_semi.denoise(mixture)  # ~27 s: enhanced whole
+    monkeypatch.setattr(spectral, "_LONG_SECONDS", 8.0)
+    monkeypatch.setattr(spectral, "_CHUNK_SECONDS", 6.0)
+    monkeypatch.setattr(spectral, "_OVERLAP_SECONDS", 1.0)
+    pieced = small_semi.denoise(mixture)  # now in 5 pieces
+    assert pieced.shape == mixture.shape and pieced.dtype == np.float32
+    # pieces learn their own noise atoms, so samples differ; the enhancement is the same within 0.5 dB
+    assert abs(si_sdr(pieced, speech) - si_sdr(whole, speech)) < 0.5
+    assert si_sdr(pieced, whole) > 15.0
+    speech_part, noise_part = small_semi.separate(mixture)
+    np.testing.assert_array_equal(speech_part, pieced)
+    np.testing.assert_allclose(speech_part + noise_part, mixture, atol=1e-4)
+
+
+def test_long_input_memory_does_not_grow_with_the_length(small_semi, long_mixture, short_pieces):
+    """The whole-signal working set was ~1.8 MB per second (1.3 GB for 10 minutes)."""
+    import tracemalloc
+
+    mixture = long_mixture[0]
+
+    def peak(x):
+        tracemalloc.start()
+        try:
+            small_semi.denoise(x)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    x_short, x_long = mixture[: 12 * SR], np.tile(mixture, 2)  # 12 s (2 pieces) and ~54 s (9 pieces)
+    short, long = peak(x_short), peak(x_long)
+    # what grows with the length are a few float32 copies of the input and output (4 bytes a sample
+    # each; 16 bytes allowed); the working set of a piece must not grow
+    assert long - short < 0.25 * short + 16 * (x_long.size - x_short.size)

@@ -30,6 +30,11 @@ def _si_sdr_loss(n_fft, hop_length):
     window = torch.hann_window(n_fft)
 
     def loss_fn(module, tensors):
+        if tensors[0].shape[1] < 2:
+            # only 1-frame segments (a recording's last piece, alone in its batch): torch.istft with
+            # center=True trims one frame to no samples and its window check calls min() on an empty
+            # tensor. One zero frame (weight 0) more gives hop_length samples; it is zero in both signals.
+            tensors = tuple(torch.nn.functional.pad(t, (0, 0, 0, 1)) for t in tensors)
         V, Yr, Yi, Tr, Ti, W = tensors
         mask = module(V, W)
         est = torch.complex(mask * Yr, mask * Yi).transpose(1, 2)
