@@ -129,7 +129,9 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
     ``_decompose`` their own ``separate`` uses, or ``predict_mask``), all at
     the same ``sr``, ``n_fft`` and ``hop_length``; the inverse STFT being
     linear, it equals the waveform average of the members' masked outputs
-    on that STFT.
+    on that STFT. (:class:`~pse_nmf.neural.CompactEnhancer`'s own ``denoise``
+    applies the same mask through torch's STFT; the two agree to float
+    round-off.)
 
     Learning the weights (:meth:`fit_weights`): SI-SDR does not depend on
     the estimate's scale, so only the direction of :math:`w` matters and the
@@ -456,33 +458,33 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
             out.append(res if parts else res[0])
         return out
 
-    def _mask_outputs(self, y, rate, members, weights, parts):
-        """Mask mode: the members' masks on one STFT; their weighted sum when ``weights`` sum to 1."""
-        est0 = _unwrap(members[0])
-        model_sr, n_fft, hop = _frame_settings(est0)
+    def _mask_setup(self, y, rate, members):
+        """The mixture's STFT at the members' rate (None for silent input), and the way back to ``y``'s rate."""
+        model_sr, n_fft, hop = _frame_settings(_unwrap(members[0]))
         y_model = resample(y, rate, model_sr)
         if y_model.size < n_fft:
             raise ValueError(f"x has {y_model.size} samples at {model_sr} Hz, fewer than one STFT frame (n_fft={n_fft})")
-        kw = dict(n_fft=n_fft, hop_length=hop, length=y_model.size)
+        S = stft(y_model, n_fft=n_fft, hop_length=hop) if np.any(y_model) else None
 
-        def back(part):
-            part = resample(part.astype(np.float32, copy=False), model_sr, rate)
+        def waveform(masked):
+            part = istft(masked, n_fft=n_fft, hop_length=hop, length=y_model.size).astype(np.float32, copy=False)
+            part = resample(part, model_sr, rate)
             return np.pad(part[: y.size], (0, max(0, y.size - part.size))).astype(np.float32, copy=False)
 
-        silent = not np.any(y_model)
-        S = None if silent else stft(y_model, n_fft=n_fft, hop_length=hop)
+        return S, waveform
+
+    def _mask_outputs(self, y, rate, members, weights, parts):
+        """Mask mode: each member's mask applied to the one mixture STFT, as waveforms (None where weight 0)."""
+        S, waveform = self._mask_setup(y, rate, members)
         out = []
         for est, w in zip(members, weights):
             if w == 0:
                 out.append(None)
-                continue
-            if silent:
-                z = np.zeros_like(y)
-                out.append((z, z.copy()) if parts else z)
-                continue
-            M = _member_mask(_unwrap(est), S)
-            speech = back(istft(S * M, **kw))
-            out.append((speech, back(istft(S * (1 - M), **kw))) if parts else speech)
+            elif S is None:
+                out.append((np.zeros_like(y), np.zeros_like(y)) if parts else np.zeros_like(y))
+            else:
+                M = _member_mask(_unwrap(est), S)
+                out.append((waveform(S * M), waveform(S * (1 - M))) if parts else waveform(S * M))
         return out
 
     def _combine(self, x, sr, downmix, parts):
@@ -504,29 +506,18 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
         return (acc[0], acc[1]) if parts else acc[0]
 
     def _combine_masks(self, y, rate, parts):
-        members = self.estimators_
-        model_sr, n_fft, hop = _frame_settings(_unwrap(members[0]))
-        y_model = resample(y, rate, model_sr)
-        if y_model.size < n_fft:
-            raise ValueError(f"x has {y_model.size} samples at {model_sr} Hz, fewer than one STFT frame (n_fft={n_fft})")
-        if not np.any(y_model):
-            z = np.zeros_like(y)
-            return (z, z.copy()) if parts else z
-        S = stft(y_model, n_fft=n_fft, hop_length=hop)
+        S, waveform = self._mask_setup(y, rate, self.estimators_)
+        if S is None:
+            return (np.zeros_like(y), np.zeros_like(y)) if parts else np.zeros_like(y)
         M = None
-        for est, w in zip(members, self.weights_):
+        for est, w in zip(self.estimators_, self.weights_):
             if w == 0:
                 continue
             Mi = _member_mask(_unwrap(est), S)
             Mi = Mi * Mi.dtype.type(w)
             M = Mi if M is None else M + Mi
         M = np.clip(M, 0, 1)  # round-off only: a convex combination of masks
-        kw = dict(n_fft=n_fft, hop_length=hop, length=y_model.size)
-        out = []
-        for part in ([S * M, S * (1 - M)] if parts else [S * M]):
-            part = resample(istft(part, **kw).astype(np.float32, copy=False), model_sr, rate)
-            out.append(np.pad(part[: y.size], (0, max(0, y.size - part.size))).astype(np.float32, copy=False))
-        return (out[0], out[1]) if parts else out[0]
+        return (waveform(S * M), waveform(S * (1 - M))) if parts else waveform(S * M)
 
     def denoise(self, x, *, sr=None, downmix=False):
         """Enhance a noisy waveform with the weighted combination of the members.
