@@ -38,6 +38,7 @@ from ._mld import MLD
 from ._exemplar import ExemplarNMF
 from ._online import OnlineNMF
 from ._rnnoise import RNNoiseEnhancer
+from ._ensemble import EnsembleEnhancer
 from ._version import __version__
 
 load = load_model
@@ -50,6 +51,7 @@ __all__ = [
     "ExemplarNMF",
     "OnlineNMF",
     "RNNoiseEnhancer",
+    "EnsembleEnhancer",
     "plot_block_usage",
     "non_negative_factorization",
     "beta_divergence",

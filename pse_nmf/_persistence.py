@@ -25,6 +25,17 @@ A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays), read with
     e.g. a neural network's weights as ``weight:<name>`` (its state_dict,
     one array per tensor). Files without ``"extra_arrays"`` have none.
 
+``<param>/<i>/<key>`` (described in the metadata's ``"nested"``)
+    Constructor arguments that are fitted estimators (e.g. the members of
+    :class:`~pse_nmf.EnsembleEnhancer`): member ``i`` of parameter
+    ``<param>`` is stored as its own model file would be, every key of it
+    (its ``__meta__`` JSON included) prefixed with ``<param>/<i>/``, so
+    nesting recurses. ``"nested"`` maps each such parameter to
+    ``{"kind": "estimator" | "named", "names": [...], "frozen": [...]}``:
+    one estimator, or a list of ``(name, estimator)`` pairs; ``frozen``
+    marks members saved from inside a :class:`sklearn.frozen.FrozenEstimator`
+    (re-wrapped on load). Files without ``"nested"`` have none.
+
 ``audio`` is present for estimators that work on waveforms and must agree
 with ``params``; a file whose settings disagree, or whose arrays do not fit
 those settings, is refused on load with a clear error.
@@ -186,51 +197,100 @@ class ModelIOMixin:
         -------
         path : Path
         """
-        from sklearn.utils.validation import check_is_fitted
-
         from ._audio import _atomic_write
 
-        check_is_fitted(self)
-        arrays, params, array_params = {}, {}, []
-        for name, value in self.get_params(deep=False).items():
-            if isinstance(value, np.ndarray) or (
-                isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
-            ):
-                arrays[f"param:{name}"] = np.asarray(value)
-                array_params.append(name)
-            else:
-                params[name] = _json_param(name, value)
-        attributes = {}
-        for name in self._fitted_scalars:
-            value = getattr(self, name)
-            attributes[name] = value if isinstance(value, str) else _json_param(name, value)
-        for name in self._fitted_arrays:
-            arrays[f"attr:{name}"] = np.asarray(getattr(self, name))
-        extra = self._extra_arrays()
-        for key in extra:
-            if ":" not in key or key.startswith(_RESERVED_PREFIXES):
-                raise ValueError(f"extra array key {key!r} must be '<prefix>:<name>', not param:/attr:")
-            arrays[key] = np.asarray(extra[key])
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "library_version": __version__,
-            "estimator": type(self).__name__,
-            "params": params,
-            "array_params": array_params,
-            "attributes": attributes,
-            "arrays": list(self._fitted_arrays),
-            "audio": self._audio_settings(),
-        }
-        if extra:
-            meta["extra_arrays"] = list(extra)
-        arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        meta, arrays = _estimator_record(self)
+        arrays[_META_KEY] = _encode_meta(meta)
 
         def write(tmp):
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
         return _atomic_write(path, write, overwrite=overwrite, suffix=".npz")
+
+
+def _encode_meta(meta):
+    return np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+
+
+def _nested_kind(value):
+    """"estimator" for a fitted-estimator parameter, "named" for a list of (name, estimator) pairs, else None."""
+    from sklearn.base import BaseEstimator
+
+    if isinstance(value, BaseEstimator):
+        return "estimator"
+    if isinstance(value, (list, tuple)) and value and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], BaseEstimator)
+        for p in value
+    ):
+        return "named"
+    return None
+
+
+def _estimator_record(est, where=None):
+    """What a model file holds for ``est``: its metadata (a dict) and its arrays (a dict of key -> ndarray).
+
+    Estimator-valued parameters are recorded recursively under ``<param>/<i>/`` (see the module docstring).
+    """
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.utils.validation import check_is_fitted
+
+    where = type(est).__name__ if where is None else where
+    check_is_fitted(est)
+    arrays, params, array_params, nested = {}, {}, [], {}
+    for name, value in est.get_params(deep=False).items():
+        kind = _nested_kind(value)
+        if kind is not None:
+            pairs = [(None, value)] if kind == "estimator" else [tuple(p) for p in value]
+            frozen = []
+            for i, (member_name, member) in enumerate(pairs):
+                frozen.append(isinstance(member, FrozenEstimator))
+                inner = member.estimator if frozen[-1] else member
+                label = f"{where}.{name}[{member_name if member_name is not None else i}]"
+                if not isinstance(inner, ModelIOMixin):
+                    raise TypeError(
+                        f"{label} is a {type(inner).__name__}, which has no pse_nmf model format: it cannot be "
+                        "saved inside a pse_nmf model file"
+                    )
+                sub_meta, sub_arrays = _estimator_record(inner, label)
+                prefix = f"{name}/{i}/"
+                arrays[prefix + _META_KEY] = _encode_meta(sub_meta)
+                arrays.update({prefix + k: v for k, v in sub_arrays.items()})
+            nested[name] = {"kind": kind, "names": [n for n, _ in pairs], "frozen": frozen}
+        elif isinstance(value, np.ndarray) or (
+            isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
+        ):
+            arrays[f"param:{name}"] = np.asarray(value)
+            array_params.append(name)
+        else:
+            params[name] = _json_param(name, value)
+    attributes = {}
+    for name in est._fitted_scalars:
+        value = getattr(est, name)
+        attributes[name] = value if isinstance(value, str) else _json_param(name, value)
+    for name in est._fitted_arrays:
+        arrays[f"attr:{name}"] = np.asarray(getattr(est, name))
+    extra = est._extra_arrays()
+    for key in extra:
+        if ":" not in key or key.startswith(_RESERVED_PREFIXES):
+            raise ValueError(f"extra array key {key!r} must be '<prefix>:<name>', not param:/attr:")
+        arrays[key] = np.asarray(extra[key])
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "estimator": type(est).__name__,
+        "params": params,
+        "array_params": array_params,
+        "attributes": attributes,
+        "arrays": list(est._fitted_arrays),
+        "audio": est._audio_settings(),
+    }
+    if extra:
+        meta["extra_arrays"] = list(extra)
+    if nested:
+        meta["nested"] = nested
+    return meta, arrays
 
 
 def _read_archive(path):
@@ -262,11 +322,7 @@ def _read_archive(path):
         raise ModelFileError(
             f"{str(path)!r} is not a readable pse_nmf model file (truncated or another format): {exc}"
         ) from exc
-    try:
-        meta = json.loads(contents.pop(_META_KEY).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{str(path)!r}: damaged metadata: {exc}") from exc
-    return meta, contents
+    return _decode_meta(contents.pop(_META_KEY), str(path)), contents
 
 
 def _meta_field(meta, key, kind, default, where):
@@ -307,7 +363,18 @@ def load_model(path, *, expected=None):
     """
     path = Path(path)
     meta, contents = _read_archive(path)
-    where = str(path)
+    return _build_estimator(meta, contents, str(path), expected=expected)
+
+
+def _decode_meta(raw, where):
+    try:
+        return json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{where!r}: damaged metadata: {exc}") from exc
+
+
+def _build_estimator(meta, contents, where, expected=None):
+    """The fitted estimator that ``meta`` and ``contents`` (key -> ndarray, without ``__meta__``) describe."""
     if not isinstance(meta, dict):
         raise ModelFileError(f"{where!r} is not a pse_nmf model file (its metadata is not a JSON object)")
     if meta.get("format") != FORMAT:
@@ -345,6 +412,9 @@ def load_model(path, *, expected=None):
             raise ModelFileError(f"{where!r} is missing the array parameter {pname!r}")
         _check_array_dtype(where, pname, contents[key])
         params[pname] = contents[key]
+    nested = _meta_field(meta, "nested", dict, {}, where)
+    for pname, spec in nested.items():
+        params[pname] = _build_nested(pname, spec, contents, where)
     try:
         est = cls(**params)
     except TypeError as exc:
@@ -385,3 +455,26 @@ def load_model(path, *, expected=None):
             raise
         raise ModelFileError(f"{where!r}: {exc}") from None
     return est
+
+
+def _build_nested(pname, spec, contents, where):
+    """Rebuild an estimator-valued parameter saved under ``<pname>/<i>/`` (see the module docstring)."""
+    from sklearn.frozen import FrozenEstimator
+
+    if not isinstance(spec, dict) or spec.get("kind") not in ("estimator", "named") \
+            or not isinstance(spec.get("names"), list) or not isinstance(spec.get("frozen"), list) \
+            or len(spec["names"]) != len(spec["frozen"]) or (spec["kind"] == "estimator" and len(spec["names"]) != 1):
+        raise ModelFileError(f"{where!r}: damaged metadata: the nested estimators of {pname!r} are described as {spec!r}")
+    members = []
+    for i, (name, frozen) in enumerate(zip(spec["names"], spec["frozen"])):
+        prefix = f"{pname}/{i}/"
+        label = f"{where}[{pname}/{i}]"
+        sub = {k[len(prefix):]: v for k, v in contents.items() if k.startswith(prefix)}
+        if _META_KEY not in sub:
+            raise ModelFileError(f"{where!r} is missing the nested estimator {prefix}")
+        sub_meta = _decode_meta(sub.pop(_META_KEY), label)
+        member = _build_estimator(sub_meta, sub, label)
+        members.append((name, FrozenEstimator(member) if frozen else member))
+    if spec["kind"] == "estimator":
+        return members[0][1]
+    return members
