@@ -56,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--loss", default="si_sdr", choices=("si_sdr", "compressed", "si_sdr_estoi"))
+    parser.add_argument("--noise-augment", type=float, default=0.0,
+                        help="share of noise excerpts augmented (speed, EQ, reversal, a second excerpt)")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
@@ -68,7 +70,7 @@ def main(argv=None):
     speech, train_noise, valid_speech, targets = training_data(data, args.pretrain)
     print(f"speech {speech}; {len(train_noise)} training noise clips; {len(valid_speech)} validation "
           f"utterances (benchmark targets excluded: {', '.join(targets)})", flush=True)
-    model = CompactEnhancer(loss=args.loss, max_epochs=args.max_epochs, patience=args.patience,
+    model = CompactEnhancer(loss=args.loss, noise_augment=args.noise_augment, max_epochs=args.max_epochs, patience=args.patience,
                             n_threads=args.threads, random_state=args.seed, verbose=1)
     t0 = time.perf_counter()
     model.fit(speech, train_noise, validation=(valid_speech, train_noise), checkpoint=args.checkpoint,

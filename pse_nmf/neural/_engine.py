@@ -54,6 +54,14 @@ class DynamicMixer:
     ``colored_noise`` the noise is instead Gaussian noise with a random
     spectral slope (:math:`f^{-\gamma}`, :math:`\gamma \sim U(0, 2)`: white to
     brown), which widens the set of stationary noises beyond the recordings.
+    With probability ``augment`` a recorded excerpt is made new (a few
+    clips of a noise type are otherwise learned by heart, and a new clip of
+    the same type is then as unseen as a new type): its speed and pitch
+    changed by a factor :math:`2^{u}`, :math:`u \sim U(-0.4, 0.4)` (linear
+    interpolation), reversed in time half of the time, its spectrum tilted
+    by up to 3 dB per octave and reshaped by three broad random bumps or
+    dips of up to 9 dB, and with probability 0.3 summed with a second
+    excerpt 0 to 10 dB below it.
 
     Parameters
     ----------
@@ -67,9 +75,11 @@ class DynamicMixer:
     seed : int
     level_range_db : (float, float), default=(-40.0, -15.0)
     colored_noise : float, default=0.1
+    augment : float, default=0.0
     """
 
-    def __init__(self, speech, noise, segment, snr_range, seed, level_range_db=(-40.0, -15.0), colored_noise=0.1):
+    def __init__(self, speech, noise, segment, snr_range, seed, level_range_db=(-40.0, -15.0), colored_noise=0.1,
+                 augment=0.0):
         self.speech = [np.asarray(s, dtype=np.float32) for s in speech if np.any(s)]
         self.noise = [np.asarray(n, dtype=np.float32) for n in noise if np.any(n)]
         if not self.speech:
@@ -81,6 +91,7 @@ class DynamicMixer:
         self.seed = int(seed)
         self.level_range_db = tuple(float(v) for v in level_range_db)
         self.colored_noise = float(colored_noise)
+        self.augment = float(augment)
 
     def __len__(self):
         return len(self.speech)
@@ -97,13 +108,8 @@ class DynamicMixer:
         out[start : start + y.size] = y
         return out
 
-    def _noise(self, n, rng):
-        if rng.uniform() < self.colored_noise:
-            gamma = rng.uniform(0.0, 2.0)
-            spec = np.fft.rfft(rng.standard_normal(n))
-            f = np.arange(spec.size, dtype=np.float64)
-            f[0] = 1.0
-            return np.fft.irfft(spec * f ** (-gamma / 2.0), n).astype(np.float32)
+    def _excerpt(self, n, rng):
+        """A non-silent random excerpt of ``n`` samples of a random noise recording (tiled when shorter)."""
         for _ in range(20):
             y = self.noise[rng.randint(len(self.noise))]
             if y.size < n:
@@ -112,6 +118,38 @@ class DynamicMixer:
             if np.any(piece):
                 return piece
         raise ValueError("the noise recordings gave silent excerpts 20 times in a row: too much digital silence")
+
+    def _augmented(self, n, rng):
+        """An excerpt made new: its speed (and pitch) changed, its spectrum tilted and reshaped, maybe reversed,
+        maybe summed with a second excerpt (see the class docstring)."""
+        rate = 2.0 ** rng.uniform(-0.4, 0.4)  # speed and pitch by up to 0.4 octave either way
+        m = int(math.ceil(n * rate)) + 1
+        piece = self._excerpt(m, rng).astype(np.float64)
+        piece = np.interp(np.arange(n) * rate, np.arange(m), piece)
+        if rng.uniform() < 0.5:
+            piece = piece[::-1]
+        spec = np.fft.rfft(piece)
+        octaves = np.log2(np.maximum(np.arange(spec.size), 1.0) / spec.size * 64)  # -6 (near DC) .. 6
+        gain_db = rng.uniform(-3.0, 3.0) * octaves  # a tilt of up to 3 dB per octave
+        for _ in range(3):  # and three broad bumps or dips of up to 9 dB
+            gain_db += rng.uniform(-9.0, 9.0) * np.exp(-0.5 * ((octaves - rng.uniform(-4, 6)) / rng.uniform(0.3, 1.5)) ** 2)
+        piece = np.fft.irfft(spec * 10.0 ** (gain_db / 20.0), n)
+        if rng.uniform() < 0.3:
+            other = self._excerpt(n, rng).astype(np.float64)
+            ratio = math.sqrt(np.mean(piece ** 2) / max(np.mean(other ** 2), 1e-20))
+            piece = piece + other * ratio * 10.0 ** (rng.uniform(-10.0, 0.0) / 20.0)
+        return piece.astype(np.float32) if np.any(piece) else self._excerpt(n, rng)
+
+    def _noise(self, n, rng):
+        if rng.uniform() < self.colored_noise:
+            gamma = rng.uniform(0.0, 2.0)
+            spec = np.fft.rfft(rng.standard_normal(n))
+            f = np.arange(spec.size, dtype=np.float64)
+            f[0] = 1.0
+            return np.fft.irfft(spec * f ** (-gamma / 2.0), n).astype(np.float32)
+        if self.augment > 0 and rng.uniform() < self.augment:  # no draw without: the same data as before
+            return self._augmented(n, rng)
+        return self._excerpt(n, rng)
 
     def example(self, speech, rng):
         """One (mixture, clean) pair of ``segment`` samples from a speech waveform."""

@@ -86,6 +86,11 @@ class CompactEnhancer(BaseNeuralEnhancer):
         Second GRU layer.
     loss : {"si_sdr", "compressed"}, default="si_sdr"
     snr_range : (float, float), default=(-5.0, 15.0)
+    noise_augment : float, default=0.0
+        Share of the training noise excerpts made new by
+        :class:`~pse_nmf.neural._engine.DynamicMixer`'s augmentation (speed
+        and pitch, spectral tilt and bumps, reversal, a second excerpt), so
+        that a few clips of a noise type generalise to its other clips.
     segment_seconds : float, default=3.0
         Length of the training examples.
     max_epochs : int, default=60
@@ -161,11 +166,12 @@ class CompactEnhancer(BaseNeuralEnhancer):
         "hidden_size2": [Interval(numbers.Integral, 1, None, closed="left")],
         "loss": [StrOptions(set(LOSSES))],
         "warm_start": ["boolean"],
+        "noise_augment": [Interval(numbers.Real, 0, 1, closed="both")],
     }
     _parameter_constraints.pop("tol")
 
     def __init__(self, n_linear=64, n_erb=32, conv_channels=64, hidden_size=96, hidden_size2=64, loss="si_sdr",
-                 snr_range=(-5.0, 15.0), segment_seconds=3.0, max_epochs=60, batch_size=32, learning_rate=3e-3,
+                 snr_range=(-5.0, 15.0), noise_augment=0.0, segment_seconds=3.0, max_epochs=60, batch_size=32, learning_rate=3e-3,
                  validation_fraction=0.1, patience=10, warm_start=False, sr=16000, n_fft=512, hop_length=128,
                  device="cpu", n_threads=1, random_state=None, verbose=0):
         self.n_linear = n_linear
@@ -175,6 +181,7 @@ class CompactEnhancer(BaseNeuralEnhancer):
         self.hidden_size2 = hidden_size2
         self.loss = loss
         self.snr_range = snr_range
+        self.noise_augment = noise_augment
         self.segment_seconds = segment_seconds
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -338,7 +345,7 @@ class CompactEnhancer(BaseNeuralEnhancer):
             valid_noise = [y for ys in self._grouped(validation[1], sr, downmix, "validation noise").values()
                            for y in ys]
         segment = max(int(round(self.segment_seconds * self.sr)), self.n_fft)
-        mixer = DynamicMixer(train, noise_recs, segment, snr_range, data_seed)
+        mixer = DynamicMixer(train, noise_recs, segment, snr_range, data_seed, augment=self.noise_augment)
         valid = fixed_mixtures(valid_speech, valid_noise, _VALID_SNRS, data_seed) if valid_speech else []
 
         n_bins = self._n_bins()
