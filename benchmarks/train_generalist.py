@@ -76,6 +76,7 @@ def main(argv=None):
     model.fit(speech, train_noise, validation=(valid_speech, train_noise), checkpoint=args.checkpoint,
               resume=args.resume)
     seconds = time.perf_counter() - t0
+    model.set_params(verbose=0)  # the shipped model is quiet when a user fine-tunes it
     model.save(args.out, overwrite=True)
     info = {
         "command": "python benchmarks/train_generalist.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -175,6 +175,36 @@ def test_dynamic_mixer_makes_new_mixtures_each_epoch_at_the_asked_snr(example):
         DynamicMixer(speech, [np.zeros(100, np.float32)], 8000, (0, 5), seed=0)
 
 
+def test_noise_augmentation_makes_new_finite_noise_and_is_seeded(example):
+    speech = [y for ys in example.speech.values() for y in ys][:4]
+    noise = [y for ys in example.noise.values() for y in ys]
+    plain = DynamicMixer(speech, noise, 8000, (0.0, 0.0), seed=2, colored_noise=0.0)
+    aug = DynamicMixer(speech, noise, 8000, (0.0, 0.0), seed=2, colored_noise=0.0, augment=1.0)
+    rng_a, rng_b = np.random.RandomState(0), np.random.RandomState(0)
+    a, b = aug._noise(8000, rng_a), aug._noise(8000, rng_b)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (8000,) and a.dtype == np.float32 and np.all(np.isfinite(a)) and np.any(a)
+    # an augmented excerpt is not a plain excerpt of any clip: its best normalised match stays well below
+    # the 1.0 that a plain excerpt reaches (checked on one, as a control)
+
+    def best_match(z):
+        best = 0.0
+        for clip in noise:
+            c = np.tile(clip, 2)[: clip.size + z.size - 1].astype(np.float64)
+            dots = np.correlate(c, z, mode="valid")
+            norms = np.sqrt(np.convolve(c * c, np.ones(z.size), mode="valid")) * np.linalg.norm(z)
+            best = max(best, float(np.max(np.abs(dots) / (norms + 1e-12))))
+        return best
+
+    assert best_match(plain._noise(8000, np.random.RandomState(1))) > 0.999
+    assert best_match(a) < 0.9
+    # augment=0 draws nothing extra: the same data as a mixer without augmentation
+    (x0, _), = list(plain.batches(1, 4))
+    (x1, _), = list(DynamicMixer(speech, noise, 8000, (0.0, 0.0), seed=2, colored_noise=0.0, augment=0.0)
+                    .batches(1, 4))
+    np.testing.assert_array_equal(x0.numpy(), x1.numpy())
+
+
 # -- training -----------------------------------------------------------------------------------------
 def test_training_lowers_the_loss_and_keeps_the_best_epoch(example):
     model = _fit(CompactEnhancer(max_epochs=6, random_state=0, **TINY), example.speech, example.noise)
