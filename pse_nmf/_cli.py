@@ -207,7 +207,8 @@ def _build_parser():
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--init", default=None, metavar="NAME",
                    help="start from a pretrained model (fine-tuning), e.g. generalist")
-    p.add_argument("--loss", choices=("si_sdr", "compressed"), default=None, help="training loss (default si_sdr)")
+    p.add_argument("--loss", choices=("si_sdr_estoi", "si_sdr", "compressed"), default=None,
+                   help="training loss (default si_sdr_estoi)")
     p.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N")
     p.add_argument("--patience", type=_positive_int, default=None, metavar="N")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="torch threads (default 1)")
