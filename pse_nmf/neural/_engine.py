@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DynamicMixer", "fit_loop", "si_sdr_loss", "compressed_spectral_loss", "cosine_schedule",
+    "DynamicMixer", "fit_loop", "si_sdr_loss", "compressed_spectral_loss", "si_sdr_estoi_loss", "cosine_schedule",
     "CheckpointError", "FitResult",
 ]
 
@@ -280,7 +280,8 @@ def si_sdr_estoi_loss(estimate, reference, spec_estimate, spec_reference, bands,
              + estoi_like(spec_estimate, spec_reference, bands, n_frames, step))
 
 
-LOSSES = {"si_sdr": si_sdr_loss, "compressed": compressed_spectral_loss, "si_sdr_estoi": si_sdr_estoi_loss}
+#: the losses of the waveform estimators (CompactEnhancer's ``loss``)
+LOSSES = ("si_sdr_estoi", "si_sdr", "compressed")
 
 
 def cosine_schedule(epoch, max_epochs, warmup_epochs=2, final_fraction=0.05):
