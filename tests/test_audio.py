@@ -379,8 +379,12 @@ def write_then_get_killed(tmp):
     raise AssertionError("still alive after the signal")
 _atomic_write({str(tmp_path / "o.wav")!r}, write_then_get_killed)
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -getattr(signal, signame), proc.stderr
+    sig = getattr(signal, signame)
+    # the child starts with the signal at its default action, as from a terminal: under nohup (or a CI
+    # runner that ignores SIGHUP) it would be inherited as ignored, and the writer rightly leaves it so
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
+    assert proc.returncode == -sig, proc.stderr
     assert proc.stdout.strip().endswith(".wav")  # the temp file existed
     assert list(tmp_path.iterdir()) == []
 

@@ -440,7 +440,10 @@ def test_denoise_stream_killed_leaves_no_temp_file(signame, model_file, noisy, t
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "pse_nmf", "denoise", "--stream", "-m", str(model_file),
-                             str(long_input), "-o", str(out_dir / "o.wav")], stderr=subprocess.PIPE, text=True)
+                             str(long_input), "-o", str(out_dir / "o.wav")], stderr=subprocess.PIPE, text=True,
+                            # the signal at its default action, as from a terminal (nohup would pass SIGHUP
+                            # on as ignored, and pse-nmf rightly leaves an ignored signal alone)
+                            preexec_fn=lambda: signal.signal(getattr(signal, signame), signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         def writing():  # the temporary output, not _atomic_target's short-lived writability probe
