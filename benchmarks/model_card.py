@@ -85,7 +85,10 @@ def main(argv=None):
         "frames_per_second": c["frames_per_second"],
         "macs_per_second": c["macs_per_second"],
         "sample_rate": model.sr,
-        "training_data": TRAINING_DATA,
+        "training_data": dict(TRAINING_DATA, augmentation=(
+            f"{model.noise_augment:.0%} of the recorded noise excerpts augmented (speed and pitch by up to 0.4 "
+            "octave, spectral tilt up to 3 dB/octave and three bumps up to 9 dB, reversal half of the time, a "
+            "second excerpt 0-10 dB below in 30 %)" if getattr(model, "noise_augment", 0) else "none")),
         "licence": LICENCE,
         "training_command": training["command"],
         "training": {

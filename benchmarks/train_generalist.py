@@ -56,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--loss", default="si_sdr_estoi", choices=("si_sdr", "compressed", "si_sdr_estoi"))
-    parser.add_argument("--noise-augment", type=float, default=0.0,
+    parser.add_argument("--noise-augment", type=float, default=0.5,
                         help="share of noise excerpts augmented (speed, EQ, reversal, a second excerpt)")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=10)
