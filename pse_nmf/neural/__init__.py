@@ -6,6 +6,11 @@ imports torch; this subpackage does.
 Estimators take NumPy in and give NumPy out: ``fit(speech, noise)``,
 ``denoise(x)``, ``separate(x)``, ``transform(frames)``, ``save(path)``;
 :func:`pse_nmf.load` reads their files (weights as npz arrays, no pickle).
+
+``pretrained("generalist")`` returns the shipped :class:`CompactEnhancer`
+(no download; ``pretrained_models()`` gives its model card). Every network
+here trains through one loop, :func:`pse_nmf.neural._engine.fit_loop`
+(dynamic mixing, schedule, early stopping, checkpoints and resume).
 """
 
 try:
