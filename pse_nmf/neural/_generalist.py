@@ -16,7 +16,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._audio import check_waveform, resample
 from .._data import _as_groups, _is_path
 from .._persistence import register_estimator
 from ._base import BaseNeuralEnhancer, _seed, _torch_threads
@@ -397,75 +396,21 @@ class CompactEnhancer(BaseNeuralEnhancer):
         return self
 
     # -- inference ------------------------------------------------------------------------------------
-    def _masked_waveforms(self, x, sr, downmix, with_noise):
-        """The input at its rate, the speech estimate and (``with_noise``) the noise estimate.
+    def _parts(self, y_model, noise):
+        """Speech (and, if ``noise``, noise) estimates of a model-rate waveform: AudioMixin's hook.
 
-        The same torch STFT / mask / inverse STFT as in training (``_enhance_batch``), so inference is
-        the trained graph itself, and the first call does not wait for librosa's import.
+        The torch STFT / mask / inverse STFT of training (``_enhance_batch``), so inference is the
+        trained graph itself and the first call does not wait for librosa's import; ``separate`` and
+        ``denoise`` (input checks, resampling, silence, long inputs in pieces) are AudioMixin's.
+        The noise estimate is the input minus the speech estimate.
         """
-        self._check_waveform_model()
-        y = check_waveform(x, name="x", downmix=downmix)
-        rate = self.sr if sr is None else int(sr)
-        y_model = resample(y, rate, self.sr)
-        if y_model.size < self.n_fft:
-            raise ValueError(
-                f"x has {y_model.size} samples at {self.sr} Hz, fewer than one STFT frame (n_fft={self.n_fft})"
-            )
-        if not np.any(y_model):
-            zeros = np.zeros_like(y)
-            return y, zeros, zeros.copy()
         module = self.module_
         module.eval()
         with torch.no_grad(), _torch_threads(self.n_threads):
             t = torch.from_numpy(np.ascontiguousarray(y_model, dtype=np.float32))[None].to(self._device())
-            speech, E = self._enhance_batch(module, t)
-            parts = [speech[0]]
-            if with_noise:
-                parts.append(t[0] - speech[0])
-        out = []
-        for part in parts:
-            part = resample(part.cpu().numpy().astype(np.float32, copy=False), self.sr, rate)
-            out.append(np.pad(part[: y.size], (0, max(0, y.size - part.size))).astype(np.float32, copy=False))
-        return y, out[0], (out[1] if with_noise else None)
-
-    def separate(self, x, *, sr=None, downmix=False):
-        """Split a noisy waveform into speech and noise estimates.
-
-        Parameters
-        ----------
-        x : array-like of shape (n_samples,)
-            Noisy audio; integer PCM is scaled to [-1, 1).
-        sr : int or None
-            Rate of ``x``; None means the model's ``sr``.
-        downmix : bool, default=False
-            Average the channels of multichannel input (refused otherwise).
-
-        Returns
-        -------
-        speech, noise : ndarray of shape (n_samples,)
-            float32, same length and rate as ``x``; ``noise`` is the input
-            minus ``speech`` (at the model's rate).
-        """
-        _, speech, noise = self._masked_waveforms(x, sr, downmix, True)
-        return speech, noise
-
-    def denoise(self, x, *, sr=None, downmix=False):
-        """Enhance a noisy waveform (one pass: the noise estimate is not built).
-
-        Parameters
-        ----------
-        x : array-like of shape (n_samples,)
-        sr : int or None
-            Rate of ``x``; None means the model's ``sr``.
-        downmix : bool, default=False
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            float32, same length and rate as ``x``. Silent input gives
-            silent output.
-        """
-        return self._masked_waveforms(x, sr, downmix, False)[1]
+            speech = self._enhance_batch(module, t)[0][0]
+            rest = (t[0] - speech).cpu().numpy() if noise else None
+            return speech.cpu().numpy(), rest
 
     # -- streaming ------------------------------------------------------------------------------------
     def stream_masks(self, frames):
