@@ -89,17 +89,15 @@ class CompactEnhancer(BaseNeuralEnhancer):
         Second GRU layer.
     loss : {"si_sdr_estoi", "si_sdr", "compressed"}, default="si_sdr_estoi"
         ``"si_sdr_estoi"`` (the shipped generalist's): SI-SDR plus a
-        differentiable eSTOI, ``-(SI-SDR / 10 + eSTOI-like)``; measured
-        against the other two in ``docs/generalist.md`` (same SI-SDR, higher
-        eSTOI and PESQ than ``"si_sdr"``; ``"compressed"`` far behind).
+        differentiable eSTOI, ``-(SI-SDR / 10 + eSTOI-like)``; the three
+        are compared in ``docs/generalist.md``.
     snr_range : (float, float), default=(-5.0, 15.0)
     noise_augment : float, default=0.5
         Share of the training noise excerpts made new by
         :class:`~pse_nmf.neural._engine.DynamicMixer`'s augmentation (speed
         and pitch, spectral tilt and bumps, reversal, a second excerpt), so
         that a few clips of a noise type generalise to its other clips (the
-        shipped generalist's 0.5: +0.23 dB SI-SDRi on unseen clips against
-        0, ``docs/generalist.md``).
+        shipped generalist's setting; measured in ``docs/generalist.md``).
     segment_seconds : float, default=3.0
         Length of the training examples.
     max_epochs : int, default=60
