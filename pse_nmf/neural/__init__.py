@@ -27,8 +27,9 @@ from ._adaptive import AdaptiveDAE
 from ._models import complexity
 from ._generalist import CompactEnhancer
 from ._pretrained import pretrained, pretrained_models
+from ._experts import SparseMixtureOfExperts
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
-    "complexity", "pretrained", "pretrained_models",
+    "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
 ]

@@ -1,0 +1,176 @@
+"""Train the specialists and the gate of ``pse_nmf.neural.pretrained("experts")``.
+
+Stage 1 (``specialists``): each specialist is the shipped generalist
+(``pretrained("generalist")``, a ``CompactEnhancer``) fine-tuned on one
+partition of the training problem for a few epochs with the generalist's own
+``fit`` (the training engine's ``fit_loop`` and ``DynamicMixer``):
+
+* ``--partition snr``: input-SNR bands, the generalist's range [-5, 15] dB cut
+  in equal thirds;
+* ``--partition gender``: the male / female speakers of ``../shared/pretrain``
+  (``speakers.csv``);
+* ``--partition speaker``: groups of speakers found by k-means on the mean
+  ``SpeakerEmbedding`` of each speaker (``--embedding``, trained by
+  ``embedding``).
+
+Stage 0 for ``speaker`` (``embedding``): the Siamese ``SpeakerEmbedding``
+trained on noisy pairs of the pretraining speakers.
+
+Stages 2 and 3 (``gate``): a ``SparseMixtureOfExperts`` is built from the
+specialist files; its gate is trained with the specialists frozen, then
+everything is fine-tuned jointly with the softmax temperature annealed
+towards a hard choice (``SparseMixtureOfExperts.fit``).
+
+Data as for the generalist (``train_generalist.py``): speech of
+``../shared/pretrain``, the even-indexed noise clips of ``../shared/data``;
+validation (gate stage) on two utterances of each non-target developer-set
+speaker. Nothing of the benchmark's test set is seen. One torch thread.
+
+Commands that built the shipped model are in ``docs/selection.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_DATA, check_data  # noqa: E402
+from train_generalist import DEFAULT_PRETRAIN, training_data  # noqa: E402
+
+import pse_nmf  # noqa: E402
+
+SNR_EDGES = (-5.0, 5.0 / 3.0, 25.0 / 3.0, 15.0)
+
+
+def partitions(kind, pretrain, embedding=None, n_groups=3, seed=0):
+    """The specialists' training problems: list of (name, speech, snr_range)."""
+    speech_dir = pretrain / "speech"
+    if kind == "snr":
+        return [(f"snr{k}", speech_dir, (SNR_EDGES[k], SNR_EDGES[k + 1])) for k in range(len(SNR_EDGES) - 1)]
+    recordings = pse_nmf.list_recordings(speech_dir)
+    if kind == "gender":
+        with open(pretrain / "speakers.csv", newline="") as f:
+            gender = {row["speaker_id"]: row["gender"] for row in csv.DictReader(f)}
+        return [(f"gender{g}", {s: recordings[s] for s in sorted(recordings) if gender[s] == g}, (-5.0, 15.0))
+                for g in ("F", "M")]
+    if kind == "speaker":
+        from pse_nmf._persistence import load_model
+
+        emb = load_model(embedding)
+        labels = emb.cluster_speakers(recordings, n_groups, random_state=seed)
+        return [(f"speaker{k}", {s: recordings[s] for s in sorted(recordings) if labels[s] == k}, (-5.0, 15.0))
+                for k in range(n_groups)]
+    raise ValueError(f"unknown partition {kind!r}")
+
+
+def train_specialists(args):
+    from pse_nmf.neural import pretrained
+
+    data = check_data(args.data)
+    _, train_noise, _, _ = training_data(data, args.pretrain)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for k, (name, speech, snr_range) in enumerate(partitions(args.partition, args.pretrain, args.embedding,
+                                                             args.groups)):
+        out = args.out_dir / f"{name}.npz"
+        if out.exists():
+            print(f"{out} exists, skipped", flush=True)
+            continue
+        model = pretrained("generalist")  # warm_start=True: fine-tuning
+        model.set_params(snr_range=snr_range, max_epochs=args.epochs, patience=args.epochs,
+                         learning_rate=args.learning_rate, validation_fraction=0.0, n_threads=args.threads,
+                         random_state=args.seed + k, verbose=1)
+        t0 = time.perf_counter()
+        model.fit(speech, train_noise, checkpoint=args.out_dir / f"{name}.ckpt.npz", resume=True)
+        seconds = time.perf_counter() - t0
+        model.set_params(verbose=0)
+        model.save(out, overwrite=True)
+        n_speakers = len(speech) if isinstance(speech, dict) else None
+        info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]), "name": name,
+                "snr_range": snr_range, "n_speakers": n_speakers, "wall_seconds_this_run": seconds,
+                "epoch_seconds_total": sum(h["dur"] for h in model.history_), "history": model.history_,
+                "machine": platform.platform()}
+        out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        print(f"wrote {out}: {info['epoch_seconds_total'] / 60:.1f} min", flush=True)
+
+
+def train_embedding(args):
+    from pse_nmf.neural import SpeakerEmbedding
+
+    data = check_data(args.data)
+    _, train_noise, _, _ = training_data(data, args.pretrain)
+    model = SpeakerEmbedding(max_epochs=args.epochs, n_threads=args.threads, random_state=args.seed, verbose=1)
+    t0 = time.perf_counter()
+    model.fit(args.pretrain / "speech", train_noise, checkpoint=args.out.with_suffix(".ckpt.npz"), resume=True)
+    seconds = time.perf_counter() - t0
+    model.set_params(verbose=0)
+    model.save(args.out, overwrite=True)
+    info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]),
+            "wall_seconds_this_run": seconds, "epoch_seconds_total": sum(h["dur"] for h in model.history_),
+            "history": model.history_, "machine": platform.platform()}
+    args.out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    print(f"wrote {args.out}: {seconds / 60:.1f} min", flush=True)
+
+
+def train_gate(args):
+    from pse_nmf._persistence import load_model
+    from pse_nmf.neural import SparseMixtureOfExperts
+
+    data = check_data(args.data)
+    speech, train_noise, valid_speech, _ = training_data(data, args.pretrain)
+    names = [n for n, _, _ in partitions(args.partition, args.pretrain, args.embedding, args.groups)]
+    experts = [(n, load_model(args.out_dir / f"{n}.npz")) for n in names]
+    kwargs = {}
+    if args.partition == "speaker":
+        kwargs["embedding"] = load_model(args.embedding)
+    model = SparseMixtureOfExperts(experts, partition=args.partition, gate_epochs=args.gate_epochs,
+                                   joint_epochs=args.joint_epochs, n_threads=args.threads, random_state=args.seed,
+                                   verbose=1, **kwargs)
+    t0 = time.perf_counter()
+    model.fit(speech, train_noise, validation=(valid_speech, train_noise),
+              checkpoint=args.out.with_suffix(".ckpt.npz"), resume=True)
+    seconds = time.perf_counter() - t0
+    model.set_params(verbose=0)
+    model.save(args.out, overwrite=True)
+    spec_seconds = 0.0
+    for n in names:
+        info_path = args.out_dir / f"{n}.training.json"
+        if info_path.exists():
+            spec_seconds += json.loads(info_path.read_text())["epoch_seconds_total"]
+    info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]),
+            "wall_seconds_this_run": seconds, "specialist_epoch_seconds": spec_seconds,
+            "gate_epoch_seconds_total": sum(h["dur"] for h in model.history_), "history": model.history_,
+            "machine": platform.platform(), "torch": __import__("torch").__version__}
+    args.out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    print(f"wrote {args.out}: gate and joint stages {seconds / 60:.1f} min", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=("specialists", "embedding", "gate"))
+    parser.add_argument("--partition", default="snr", choices=("snr", "gender", "speaker"))
+    parser.add_argument("--data", default=DEFAULT_DATA, type=Path)
+    parser.add_argument("--pretrain", default=DEFAULT_PRETRAIN, type=Path)
+    parser.add_argument("--out-dir", default=Path("runs/experts"), type=Path, help="specialist files")
+    parser.add_argument("--out", type=Path, default=None, help="model file of the embedding or gate stage")
+    parser.add_argument("--embedding", type=Path, default=None, help="SpeakerEmbedding file (speaker partition)")
+    parser.add_argument("--groups", type=int, default=3, help="speaker groups (speaker partition)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--gate-epochs", type=int, default=3)
+    parser.add_argument("--joint-epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.stage in ("embedding", "gate") and args.out is None:
+        parser.error(f"{args.stage} needs --out")
+    {"specialists": train_specialists, "embedding": train_embedding, "gate": train_gate}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
