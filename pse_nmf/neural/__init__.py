@@ -28,8 +28,10 @@ from ._models import complexity
 from ._generalist import CompactEnhancer
 from ._pretrained import pretrained, pretrained_models
 from ._experts import SparseMixtureOfExperts
+from ._selector import AutoencoderSelector
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
     "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
+    "AutoencoderSelector",
 ]
