@@ -64,6 +64,7 @@ def partitions(kind, pretrain, embedding=None, n_groups=3, seed=0):
 
         emb = load_model(embedding)
         labels = emb.cluster_speakers(recordings, n_groups, random_state=seed)
+        print("speaker groups:", {k: sum(v == k for v in labels.values()) for k in range(n_groups)}, flush=True)
         return [(f"speaker{k}", {s: recordings[s] for s in sorted(recordings) if labels[s] == k}, (-5.0, 15.0))
                 for k in range(n_groups)]
     raise ValueError(f"unknown partition {kind!r}")
@@ -103,10 +104,13 @@ def train_embedding(args):
     from pse_nmf.neural import SpeakerEmbedding
 
     data = check_data(args.data)
-    _, train_noise, _, _ = training_data(data, args.pretrain)
+    _, train_noise, _, targets = training_data(data, args.pretrain)
+    dev = pse_nmf.list_recordings(data / "speech")
+    valid = {s: dev[s][:4] for s in sorted(dev) if s not in targets}  # the non-target developer-set speakers
     model = SpeakerEmbedding(max_epochs=args.epochs, n_threads=args.threads, random_state=args.seed, verbose=1)
     t0 = time.perf_counter()
-    model.fit(args.pretrain / "speech", train_noise, checkpoint=args.out.with_suffix(".ckpt.npz"), resume=True)
+    model.fit(args.pretrain / "speech", train_noise, validation=valid, checkpoint=args.out.with_suffix(".ckpt.npz"),
+              resume=True)
     seconds = time.perf_counter() - t0
     model.set_params(verbose=0)
     model.save(args.out, overwrite=True)
@@ -126,8 +130,10 @@ def train_gate(args):
     names = [n for n, _, _ in partitions(args.partition, args.pretrain, args.embedding, args.groups)]
     experts = [(n, load_model(args.out_dir / f"{n}.npz")) for n in names]
     kwargs = {}
-    if args.partition == "speaker":
-        kwargs["embedding"] = load_model(args.embedding)
+    if args.partition == "speaker":  # the groups of the specialists' training (k-means is seeded)
+        emb = load_model(args.embedding)
+        emb.cluster_speakers(pse_nmf.list_recordings(args.pretrain / "speech"), args.groups, random_state=args.seed)
+        kwargs["embedding"] = emb
     model = SparseMixtureOfExperts(experts, partition=args.partition, gate_epochs=args.gate_epochs,
                                    joint_epochs=args.joint_epochs, n_threads=args.threads, random_state=args.seed,
                                    verbose=1, **kwargs)

@@ -141,6 +141,8 @@ def _build_parser():
         "  pse-nmf fit -o alice.npz recordings/alice/\n"
         "  pse-nmf denoise -m alice.npz call1.wav call2.wav -o enhanced/\n"
         "  pse-nmf denoise -m generalist call1.wav   (the pretrained neural generalist)\n"
+        "  pse-nmf denoise -m experts call1.wav      (the pretrained sparse mixture of experts)\n"
+        "  pse-nmf denoise -m generalist -m alice.npz --ensemble call1.wav   (their outputs averaged)\n"
         "  pse-nmf evaluate enhanced/call1_enhanced.wav --reference clean/call1.wav --mixture call1.wav\n"
         "  pse-nmf demo --out-dir demo_output",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -174,9 +176,13 @@ def _build_parser():
                        description="Enhance noisy files. Each output keeps its input's sample rate, length and "
                        "sample format. Inputs are never overwritten, even with --overwrite.")
     p.add_argument("noisy", nargs="+", metavar="NOISY", help="noisy audio files")
-    p.add_argument("-m", "--model", required=True, metavar="MODEL",
+    p.add_argument("-m", "--model", required=True, metavar="MODEL", action="append",
                    help="model file from 'pse-nmf fit' or 'pse-nmf train', or the name of a pretrained model "
-                   f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra)")
+                   f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra); "
+                   "repeat it with --ensemble")
+    p.add_argument("--ensemble", action="store_true",
+                   help="combine the -m models (two or more) by averaging their output waveforms with equal "
+                   "weights (EnsembleEnhancer; save a weighted one with pse_nmf.EnsembleEnhancer and pass its file)")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file (one input, with an audio extension) or folder (created if missing); "
                    "default: beside each input, with the suffix")
@@ -386,12 +392,19 @@ def _cmd_denoise(args):
     if "/" in args.suffix or os.sep in args.suffix:
         raise ValueError(f"--suffix {args.suffix!r} contains a path separator; use -o for another folder")
     outputs, new_folder = _plan_outputs(inputs, args.output, args.suffix)
-    model_path = Path(args.model)
-    protected = inputs + [model_path]
+    model_paths = [Path(m) for m in args.model]
+    if len(model_paths) > 1 and not args.ensemble:
+        raise ValueError(f"{len(model_paths)} models given (-m); pass --ensemble to combine them, or give one")
+    if args.ensemble and len(model_paths) < 2:
+        raise ValueError("--ensemble needs two or more models (-m a.npz -m b.npz)")
+    if args.ensemble and args.stream:
+        raise ValueError("--stream takes one speech model, not an --ensemble")
+    model_path = model_paths[0]
+    protected = inputs + model_paths
     for out in outputs:
         for other in protected:
             if _same_file(out, other):
-                kind = "the model file" if other is model_path else "an input file"
+                kind = "the model file" if other in model_paths else "an input file"
                 raise ValueError(
                     f"output {str(out)!r} is {kind} ({str(other)!r}); pse-nmf never overwrites it, even with "
                     "--overwrite: choose another -o or --suffix"
@@ -404,9 +417,17 @@ def _cmd_denoise(args):
         existing = [str(out) for out in outputs if out.exists()]
         if existing:
             raise FileExistsError(f"output(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
-    model = _load_denoiser(model_path)
-    if not hasattr(model, "denoise"):
-        raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    models = [_load_denoiser(path) for path in model_paths]
+    for path, model in zip(model_paths, models):
+        if not hasattr(model, "denoise"):
+            raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    if args.ensemble:
+        from ._ensemble import EnsembleEnhancer
+
+        names = [f"{i}:{path.name}" for i, path in enumerate(model_paths)]
+        model = EnsembleEnhancer(list(zip(names, models))).fit()
+    else:
+        model = models[0]
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
     for out in outputs:  # a read-only folder or a folder in the way: said now, not after the work

@@ -29,9 +29,10 @@ from ._generalist import CompactEnhancer
 from ._pretrained import pretrained, pretrained_models
 from ._experts import SparseMixtureOfExperts
 from ._selector import AutoencoderSelector
+from ._speaker import SpeakerEmbedding
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
     "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
-    "AutoencoderSelector",
+    "AutoencoderSelector", "SpeakerEmbedding",
 ]
