@@ -127,6 +127,8 @@ def train_gate(args):
 
     data = check_data(args.data)
     speech, train_noise, valid_speech, _ = training_data(data, args.pretrain)
+    if args.utterances:  # the first N utterances of every speaker: shorter epochs for the joint stage
+        speech = {s: files[: args.utterances] for s, files in sorted(pse_nmf.list_recordings(speech).items())}
     names = [n for n, _, _ in partitions(args.partition, args.pretrain, args.embedding, args.groups)]
     experts = [(n, load_model(args.out_dir / f"{n}.npz")) for n in names]
     kwargs = {}
@@ -170,6 +172,8 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--gate-epochs", type=int, default=3)
     parser.add_argument("--joint-epochs", type=int, default=3)
+    parser.add_argument("--utterances", type=int, default=0,
+                        help="gate stage: utterances per speaker per epoch (0: all 20)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
