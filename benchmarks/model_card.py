@@ -74,6 +74,7 @@ def experts_card(args, model, training, c):
         "estimator": type(model).__name__,
         "params": experts_params(model),
         "specialists": {name: {"snr_range": list(e.snr_range)} for name, e in members},
+        "specialist_training": training.get("specialists"),
         "architecture": (
             f"SparseMixtureOfExperts, partition {model.partition!r}: {len(members)} specialists, each the "
             "architecture of the pretrained generalist (" + ARCHITECTURE + ") and a gate (a GRU of "
@@ -86,8 +87,12 @@ def experts_card(args, model, training, c):
         "macs_per_second": c["macs_per_second"],
         "sample_rate": model.sr,
         "training_data": dict(TRAINING_DATA, specialists=(
-            "each specialist: the pretrained generalist fine-tuned on its SNR band of the same data (5 epochs, "
-            "peak learning rate 1e-3, the training loss monitored)")),
+            f"each specialist: the pretrained generalist fine-tuned on its part ({model.partition}) of the same "
+            "data for a few epochs (benchmarks/train_experts.py specialists), early stopping on validation "
+            "mixtures of its part"), gate=(
+            "gate stage (specialists frozen) and joint stage (the softmax temperature annealed from "
+            f"{model.temperature_start} to {model.temperature_end}) on the same data; validation on the hard "
+            "(test-time) path")),
         "licence": LICENCE,
         "training_command": training["command"],
         "training": {

@@ -40,8 +40,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, check_data  # noqa: E402
+from _common import DEFAULT_DATA, check_data, read_speakers  # noqa: E402
 from train_generalist import DEFAULT_PRETRAIN, training_data  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 import pse_nmf  # noqa: E402
 
@@ -70,30 +72,64 @@ def partitions(kind, pretrain, embedding=None, n_groups=3, seed=0):
     raise ValueError(f"unknown partition {kind!r}")
 
 
+def specialist_validation(kind, data, pretrain, embedding, n_groups, seed):
+    """Validation of each specialist inside its sub-problem: list of (speech files, SNRs).
+
+    Two utterances of each non-target developer-set speaker (the generalist's validation speakers); for
+    ``snr`` all of them at the band's low end, centre and high end; for ``gender`` the speakers of that
+    gender; for ``speaker`` the speakers whose mean embedding is nearest to the group's centroid.
+    """
+    _, _, valid_speech, targets = training_data(data, pretrain)
+    by_speaker = {}
+    for f in valid_speech:
+        by_speaker.setdefault(Path(f).parent.name, []).append(f)
+    if kind == "snr":
+        return [(valid_speech, (lo, 0.5 * (lo + hi), hi)) for lo, hi in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
+    if kind == "gender":
+        gender = {s: row["gender"] for s, row in read_speakers(data).items()}
+        return [([f for s, fs in by_speaker.items() if gender[s] == g for f in fs], (-5.0, 0.0, 5.0))
+                for g in ("F", "M")]
+    from pse_nmf._persistence import load_model
+
+    emb = load_model(embedding)
+    emb.cluster_speakers(pse_nmf.list_recordings(pretrain / "speech"), n_groups, random_state=seed)
+    out = [([], (-5.0, 0.0, 5.0)) for _ in range(n_groups)]
+    for s, fs in sorted(by_speaker.items()):
+        e = emb.transform([pse_nmf.read_audio(f, sr=emb.sr)[0] for f in fs]).mean(axis=0)
+        out[int(np.argmax(emb.centroids_ @ e))][0].extend(fs)
+    print("validation speakers per group:", [len(v) // 2 for v, _ in out], flush=True)
+    return out
+
+
 def train_specialists(args):
     from pse_nmf.neural import pretrained
 
     data = check_data(args.data)
     _, train_noise, _, _ = training_data(data, args.pretrain)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for k, (name, speech, snr_range) in enumerate(partitions(args.partition, args.pretrain, args.embedding,
-                                                             args.groups)):
+    parts = partitions(args.partition, args.pretrain, args.embedding, args.groups, args.seed)
+    valids = specialist_validation(args.partition, data, args.pretrain, args.embedding, args.groups, args.seed)
+    for k, ((name, speech, snr_range), (valid_speech, valid_snrs)) in enumerate(zip(parts, valids)):
         out = args.out_dir / f"{name}.npz"
         if out.exists():
             print(f"{out} exists, skipped", flush=True)
             continue
         model = pretrained("generalist")  # warm_start=True: fine-tuning
         model.set_params(snr_range=snr_range, max_epochs=args.epochs, patience=args.epochs,
-                         learning_rate=args.learning_rate, validation_fraction=0.0, n_threads=args.threads,
-                         random_state=args.seed + k, verbose=1)
+                         learning_rate=args.learning_rate, n_threads=args.threads, random_state=args.seed + k,
+                         verbose=1)
         t0 = time.perf_counter()
-        model.fit(speech, train_noise, checkpoint=args.out_dir / f"{name}.ckpt.npz", resume=True)
+        print(f"{name}: snr_range {snr_range}, {len(speech) if isinstance(speech, dict) else 116} speakers, "
+              f"validation {len(valid_speech)} utterances at {valid_snrs} dB", flush=True)
+        model.fit(speech, train_noise, validation=(valid_speech, train_noise), validation_snrs=valid_snrs,
+                  checkpoint=args.out_dir / f"{name}.ckpt.npz", resume=True)
         seconds = time.perf_counter() - t0
         model.set_params(verbose=0)
         model.save(out, overwrite=True)
         n_speakers = len(speech) if isinstance(speech, dict) else None
         info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]), "name": name,
-                "snr_range": snr_range, "n_speakers": n_speakers, "wall_seconds_this_run": seconds,
+                "snr_range": snr_range, "validation_snrs": valid_snrs, "n_valid_utterances": len(valid_speech),
+                "best_epoch": model.best_epoch_, "best_valid_si_sdr_db": model.best_loss_, "n_speakers": n_speakers, "wall_seconds_this_run": seconds,
                 "epoch_seconds_total": sum(h["dur"] for h in model.history_), "history": model.history_,
                 "machine": platform.platform()}
         out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
@@ -145,13 +181,17 @@ def train_gate(args):
     seconds = time.perf_counter() - t0
     model.set_params(verbose=0)
     model.save(args.out, overwrite=True)
-    spec_seconds = 0.0
+    spec_seconds, specialists = 0.0, {}
     for n in names:
         info_path = args.out_dir / f"{n}.training.json"
         if info_path.exists():
-            spec_seconds += json.loads(info_path.read_text())["epoch_seconds_total"]
+            spec = json.loads(info_path.read_text())
+            spec_seconds += spec["epoch_seconds_total"]
+            specialists[n] = {k: spec.get(k) for k in ("command", "snr_range", "validation_snrs", "n_speakers",
+                                                       "best_epoch", "best_valid_si_sdr_db", "epoch_seconds_total")}
+            specialists[n]["valid_si_sdr_db_per_epoch"] = [h["valid_loss"] for h in spec["history"]]
     info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]),
-            "wall_seconds_this_run": seconds, "specialist_epoch_seconds": spec_seconds,
+            "wall_seconds_this_run": seconds, "specialist_epoch_seconds": spec_seconds, "specialists": specialists,
             "gate_epoch_seconds_total": sum(h["dur"] for h in model.history_), "history": model.history_,
             "machine": platform.platform(), "torch": __import__("torch").__version__}
     args.out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
