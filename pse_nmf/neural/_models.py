@@ -222,6 +222,11 @@ def complexity(estimator_or_module, sr=None, hop_length=None):
     nonlinearities, normalisations, the features and the STFT are not
     counted. Other layer types with weights raise ValueError.
 
+    A model that runs only some of its networks per frame (a
+    :class:`~pse_nmf.neural.SparseMixtureOfExperts`: one specialist and the
+    gate) lists them in ``_active_modules()``; its MACs are theirs, its
+    parameters all of its networks'.
+
     Parameters
     ----------
     estimator_or_module : fitted neural estimator or torch.nn.Module
@@ -229,11 +234,6 @@ def complexity(estimator_or_module, sr=None, hop_length=None):
         Sample rate; None means the estimator's ``sr`` (16000 for a module).
     hop_length : int or None
         STFT hop; None means the estimator's ``hop_length`` (256 for a module).
-
-    A model that runs only some of its networks per frame (a
-    :class:`~pse_nmf.neural.SparseMixtureOfExperts`: one specialist and the
-    gate) lists them in ``_active_modules()``; its MACs are theirs, its
-    parameters all of its networks'.
 
     Returns
     -------
