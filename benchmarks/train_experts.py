@@ -102,7 +102,11 @@ def specialist_validation(kind, data, pretrain, embedding, n_groups, seed):
 
 
 def train_specialists(args):
+    from sklearn.utils import check_random_state
+
     from pse_nmf.neural import pretrained
+    from pse_nmf.neural._base import _seed
+    from pse_nmf.neural._engine import fixed_mixtures
 
     data = check_data(args.data)
     _, train_noise, _, _ = training_data(data, args.pretrain)
@@ -124,13 +128,31 @@ def train_specialists(args):
         model.fit(speech, train_noise, validation=(valid_speech, train_noise), validation_snrs=valid_snrs,
                   checkpoint=args.out_dir / f"{name}.ckpt.npz", resume=True)
         seconds = time.perf_counter() - t0
+        # epoch 0 of the early stopping: the generalist itself on the same validation mixtures (the seeds that
+        # fit drew from random_state); a specialist that never beat it in its part is the generalist
+        base = pretrained("generalist")
+        rng = check_random_state(args.seed + k)
+        _seed(rng)
+        valid = fixed_mixtures(base._recording_list(valid_speech, None, False, "validation", base.n_fft),
+                               base._recording_list(train_noise, None, False, "noise", 1), valid_snrs, _seed(rng))
+        base_score = base._validation_score(base.module_, valid)
+        kept = not model.best_loss_ > base_score
+        print(f"{name}: best validation {model.best_loss_:.3f} dB at epoch {model.best_epoch_}, the generalist "
+              f"{base_score:.3f} dB" + (": the generalist is kept" if kept else ""), flush=True)
+        info_history = model.history_
+        if kept:
+            base.set_params(snr_range=snr_range, warm_start=True)
+            base.history_, base.n_epochs_, base.best_epoch_, base.best_loss_ = [], 0, 0, base_score
+            model = base
         model.set_params(verbose=0)
         model.save(out, overwrite=True)
         n_speakers = len(speech) if isinstance(speech, dict) else None
         info = {"command": "python benchmarks/train_experts.py " + " ".join(sys.argv[1:]), "name": name,
+                "generalist_valid_si_sdr_db": base_score, "kept_generalist": kept,
                 "snr_range": snr_range, "validation_snrs": valid_snrs, "n_valid_utterances": len(valid_speech),
                 "best_epoch": model.best_epoch_, "best_valid_si_sdr_db": model.best_loss_, "n_speakers": n_speakers, "wall_seconds_this_run": seconds,
-                "epoch_seconds_total": sum(h["dur"] for h in model.history_), "history": model.history_,
+                "epoch_seconds_total": sum(h["dur"] for h in model.history_) if not kept else
+                sum(h["dur"] for h in info_history), "history": info_history,
                 "machine": platform.platform()}
         out.with_suffix(".training.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         print(f"wrote {out}: {info['epoch_seconds_total'] / 60:.1f} min", flush=True)
