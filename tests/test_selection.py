@@ -262,28 +262,6 @@ def test_embedding_bad_inputs(data):
         emb.transform(np.zeros(1000, np.float32))
 
 
-# -- the shipped mixture of experts ------------------------------------------------------------------------
-def test_pretrained_experts_card_matches_the_shipped_file(noisy):
-    from pse_nmf.neural import pretrained, pretrained_models
-    from pse_nmf.neural._pretrained import _sha256, pretrained_path
-
-    card = pretrained_models()["experts"]
-    assert _sha256(pretrained_path("experts")) == card["sha256"]
-    model = pretrained("experts")
-    assert type(model).__name__ == card["estimator"] == "SparseMixtureOfExperts"
-    c = complexity(model)
-    assert c["parameters"] == card["parameters"]
-    assert c["macs_per_second"] == pytest.approx(card["macs_per_second"])
-    generalist = pretrained("generalist")
-    # the issue's budget: at most 1.2 x the MACs of the generalist of the same per-frame cost
-    assert c["macs_per_second"] <= 1.2 * complexity(generalist)["macs_per_second"]
-    for name, expert in model._members():
-        assert complexity(expert)["parameters"] == complexity(generalist)["parameters"]
-        assert name in card["specialists"]
-    assert "benchmarks/train_experts.py" in card["training_command"]
-    assert model.denoise(noisy).shape == noisy.shape
-
-
 def test_validation_snrs_set_the_validation_mixtures(data):
     """A specialist validates inside its band: the validation SI-SDR of the same network is far higher on
     mixtures at 30 dB than at -5 dB."""
