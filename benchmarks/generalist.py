@@ -6,7 +6,7 @@ figures are comparable with it:
 * the same seeded, gender-stratified target speakers (8, or 2 with ``--quick``);
 * the same noise split: even-indexed clips of every type train the old GRU generalist, odd-indexed clips
   make the test mixtures;
-* per target, the same test mixtures (``neural.make_task``: :func:`pse_nmf.make_personalization_task`
+* per target, the same test mixtures (``neural.make_task``: :func:`pse_nmf.datasets.make_personalization_task`
   with ``--n-test`` utterances at -5, 0 and 5 dB) and the same 30 s of clean enrollment, used by the
   personal SemiSupervisedNMF only;
 * rows: the noisy input, the oracle ratio mask (ceiling), RNNoise (:class:`pse_nmf.RNNoiseEnhancer`),
@@ -268,7 +268,7 @@ def run(args):
         _count(caught, wcounts)
         fit_s.append(t_fit)
         enhancers = {"noisy": lambda m: m.mixture,
-                     "oracle IRM": lambda m: pse_nmf.oracle_mask_denoise(m.mixture, m.speech)}
+                     "oracle IRM": lambda m: pse_nmf.audio.oracle_mask_denoise(m.mixture, m.speech)}
         for name in order[2:]:
             if name == PERSONAL:
                 enhancers[name] = lambda m, p=personal: p.denoise(m.mixture, sr=SR)

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
 from ._persistence import ModelFileError, load_model
-from ._exemplar import ExemplarNMF
-from ._mld import MLD
-from ._online import OnlineNMF
-from ._semi import SemiSupervisedNMF
-from ._usm import USM
-from ._spectral import load_recordings_list
 from ._version import __version__
+from .audio._io import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
+from .audio._mixin import load_recordings_list
+from .decomposition._exemplar import ExemplarNMF
+from .decomposition._mld import MLD
+from .decomposition._online import OnlineNMF
+from .decomposition._semi import SemiSupervisedNMF
+from .decomposition._usm import USM
 
 __all__ = ["main", "MODELS"]
 
@@ -545,7 +545,7 @@ def _align(signals):
 
 
 def _cmd_evaluate(args):
-    from ._metrics import evaluate
+    from .metrics import evaluate
 
     n = len(args.enhanced)
     if len(args.reference) != n:

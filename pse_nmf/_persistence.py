@@ -197,7 +197,7 @@ class ModelIOMixin:
         -------
         path : Path
         """
-        from ._audio import _atomic_write
+        from .audio._io import _atomic_write
 
         meta, arrays = _estimator_record(self)
         arrays[_META_KEY] = _encode_meta(meta)
@@ -464,7 +464,9 @@ def _build_nested(pname, spec, contents, where):
     if not isinstance(spec, dict) or spec.get("kind") not in ("estimator", "named") \
             or not isinstance(spec.get("names"), list) or not isinstance(spec.get("frozen"), list) \
             or len(spec["names"]) != len(spec["frozen"]) or (spec["kind"] == "estimator" and len(spec["names"]) != 1):
-        raise ModelFileError(f"{where!r}: damaged metadata: the nested estimators of {pname!r} are described as {spec!r}")
+        raise ModelFileError(
+            f"{where!r}: damaged metadata: the nested estimators of {pname!r} are described as {spec!r}"
+        )
     members = []
     for i, (name, frozen) in enumerate(zip(spec["names"], spec["frozen"])):
         prefix = f"{pname}/{i}/"

@@ -17,9 +17,13 @@ import pytest
 import soundfile as sf
 
 import pse_nmf
-from pse_nmf import SemiSupervisedNMF, load_model, mix_at_snr, read_audio, resample, si_sdr
+from pse_nmf import SemiSupervisedNMF
+from pse_nmf import load as load_model
 from pse_nmf._cli import MODELS, main
 from pse_nmf._demo import run_demo
+from pse_nmf.audio import read_audio, resample
+from pse_nmf.datasets import mix_at_snr
+from pse_nmf.metrics import si_sdr
 
 SR = 16000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,6 @@
 """Numba kernels against slow NumPy oracles.
 
-The kernels are private (``pse_nmf._kernels``); this file reaches for them on
+The kernels are private (``pse_nmf.decomposition._kernels``); this file reaches for them on
 purpose. Each oracle below is written straight from the formula in the
 kernel's docstring, entry by entry in float64, with no attempt at speed.
 scikit-learn's ``_beta_divergence`` serves as a second, independent oracle for
@@ -14,7 +14,7 @@ import pytest
 from sklearn.decomposition._nmf import _beta_divergence as sk_beta_divergence
 from threadpoolctl import threadpool_info
 
-from pse_nmf import _kernels as K
+from pse_nmf.decomposition import _kernels as K
 
 DTYPES = [np.float32, np.float64]
 # elementwise results: a few ulps of the dtype; sums: see _sum_tol
@@ -191,7 +191,7 @@ def test_mu_step_broadcast_matches_oracle(dtype, gamma, axis):
 
 
 def test_mu_step_gamma_matters():
-    """gamma != 1 must actually be applied (guards against a kernel that ignores it)."""
+    """Gamma != 1 must actually be applied (guards against a kernel that ignores it)."""
     A1 = np.ones((3, 3))
     A2 = np.ones((3, 3))
     num = np.full((3, 3), 4.0)

@@ -1,19 +1,25 @@
 """Tests of the streaming enhancer OnlineNMF, its streaming STFT and its kernels.
 
-OnlineNMF is imported from its private module ``pse_nmf._online`` until the
-package's ``__init__`` exports it; the streaming STFT (``pse_nmf._stream``)
-and the kernels (``pse_nmf._online_kernels``) are internals, reached for on
-purpose.
+The streaming STFT (``pse_nmf.audio._stream``) and the kernels
+(``pse_nmf.decomposition._online_kernels``) are internals, reached for on purpose.
 """
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from pse_nmf import SemiSupervisedNMF, istft, load_model, si_sdr, stft
-from pse_nmf._online import OnlineNMF
-from pse_nmf._online_kernels import online_frames, overlap_add, pending_masks
-from pse_nmf._stream import StreamingSTFT, hann_window, stream_istft, stream_stft
+from pse_nmf import OnlineNMF, SemiSupervisedNMF
+from pse_nmf import load as load_model
+from pse_nmf.audio import istft, stft
+from pse_nmf.audio._stream import (
+    StreamingSTFT,
+    hann_window,
+    overlap_add,
+    stream_istft,
+    stream_stft,
+)
+from pse_nmf.decomposition._online_kernels import online_frames, pending_masks
+from pse_nmf.metrics import si_sdr
 
 SR = 16000
 
@@ -453,7 +459,7 @@ def test_denoise_file_other_rate_and_channels(online, noisy, tmp_path):
 # --------------------------------------------------------------------------- quality
 def _changing_noise_mixture(example):
     """Example speech (two utterances of one speaker) in running tap, then in dishes, each half at 0 dB."""
-    from pse_nmf import mix_at_snr
+    from pse_nmf.datasets import mix_at_snr
 
     speaker = sorted(example.speech)[1]
     s = np.concatenate(example.speech[speaker][:2]).astype(np.float64)
@@ -522,7 +528,8 @@ def default_online(example_task):
 
 def test_dc_offset_is_removed_before_streaming(default_online, example_task):
     """A DC offset ruined the stream (2.8 dB against 10.5 dB offline on a user's file); removed
-    first, the result is the offset-free signal's, scaled (the output follows the level)."""
+    first, the result is the offset-free signal's, scaled (the output follows the level).
+    """
     mix = example_task.test[0]
     x = mix.mixture.astype(np.float64)
     dc_input = 0.2 * x + 0.3
@@ -535,7 +542,8 @@ def test_dc_offset_is_removed_before_streaming(default_online, example_task):
 def test_normal_recordings_are_streamed_untouched(default_online, example_task):
     """Recordings without a real offset (mean below 10 % of the RMS) are not shifted: the stream is
     sensitive to any change of its input (removing a 1e-4 mean moved one mixture by 2 dB), and the
-    benchmarks' figures must not move."""
+    benchmarks' figures must not move.
+    """
     x = example_task.test[0].mixture.astype(np.float64)
     assert 0 < abs(x.mean()) < 0.1 * x.std()
     np.testing.assert_array_equal(default_online.denoise(x), default_online._enhance(x).astype(np.float32))
@@ -551,7 +559,7 @@ def test_denoise_file_removes_dc_like_denoise(default_online, example_task, tmp_
 
 
 def test_denoise_file_unreadable_input_says_why(online, noisy, tmp_path, monkeypatch):
-    import pse_nmf._audio as audio_module
+    import pse_nmf.audio._io as audio_module
 
     src = tmp_path / "locked.wav"
     sf.write(src, noisy, SR)

@@ -12,8 +12,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._audio import stft
-from .._data import _SilentExcerptError, mix_at_snr
+from ..audio._stft import stft
+from ..datasets._tasks import _SilentExcerptError, mix_at_snr
 from ._base import BaseNeuralEnhancer, _seed, _torch_threads, _validation_split
 
 _EPS = 1e-8
@@ -179,7 +179,8 @@ class DistilledStudent(BaseEstimator):
     Examples
     --------
     >>> import warnings
-    >>> from pse_nmf import SemiSupervisedNMF, mix_at_snr
+    >>> from pse_nmf import SemiSupervisedNMF
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> from pse_nmf.neural import DistilledStudent, GRUEnhancer
     >>> data = load_example()

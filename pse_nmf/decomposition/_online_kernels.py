@@ -12,11 +12,6 @@ the output still does not depend on how the signal was cut into blocks:
     that Python's overhead is paid once per block and not once per frame.
 ``pending_masks``
     The masks of the frames still held back by the lookahead when a stream ends.
-``overlap_add``
-    Windowed overlap-add of synthesis frames and of the squared window, frame
-    after frame: the order of the additions into each output sample does not
-    depend on how the frames were grouped into calls, which is what makes the
-    streaming output independent of the block size.
 
 All arrays are float64 and C-contiguous. Orientation as in the rest of the
 library: frames are rows, ``W`` is (n_atoms, n_bins) (the papers' W^T).
@@ -27,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["kl_activation_step", "online_frames", "overlap_add", "pending_masks"]
+__all__ = ["kl_activation_step", "online_frames", "pending_masks"]
 
 _OPTS = dict(cache=True, nogil=True)
 
@@ -288,19 +283,3 @@ def pending_masks(W, buf_A, info, n_speech, lookahead, mask_power, mask_out, rat
         o = (seen - n + i) % L
         ratio_out[i] = _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[i])
     return n
-
-
-@njit(**_OPTS)
-def overlap_add(acc, wss, frames, window, offset, hop):
-    """``acc[offset + i hop + j] += frames[i, j] window[j]``; ``wss`` gets ``window[j] ** 2``.
-
-    Frames are added in order, so each output sample sees its additions in the
-    same order however the frames are split between calls.
-    """
-    n, m = frames.shape
-    for i in range(n):
-        o = offset + i * hop
-        for j in range(m):
-            w = window[j]
-            acc[o + j] += frames[i, j] * w
-            wss[o + j] += w * w

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from ._audio import check_waveform, resample
+from .audio._io import check_waveform, resample
 
 __all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate"]
 
@@ -138,7 +138,8 @@ def pesq(estimate, reference, sr=16000, mode=None):
         est, ref = resample(est, sr, target), resample(ref, sr, target)
     if ref.size < _PESQ_MIN_SECONDS * target:
         raise ValueError(_pesq_too_short(ref.size / target))
-    from pesq import BufferTooShortError, NoUtterancesError, pesq as _pesq
+    from pesq import BufferTooShortError, NoUtterancesError
+    from pesq import pesq as _pesq
 
     try:
         return float(_pesq(target, ref, est, mode))

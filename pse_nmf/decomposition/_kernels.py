@@ -197,9 +197,11 @@ _CONTROLLER = None
 
 
 def _blas_controller():
-    """One threadpoolctl controller for the process (introspecting the libraries costs ~5 ms;
-    limiting through a kept controller ~10 us). It controls the BLAS loaded when first used,
-    NumPy's, which does this library's products."""
+    """One threadpoolctl controller for the process.
+
+    Introspecting the libraries costs ~5 ms; limiting through a kept controller ~10 us. It controls the BLAS
+    loaded when first used, NumPy's, which does this library's products.
+    """
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController

@@ -1,11 +1,11 @@
-"""Streaming STFT and inverse STFT with the framing of :func:`pse_nmf.stft`.
+"""Streaming STFT and inverse STFT with the framing of :func:`pse_nmf.audio.stft`.
 
 :class:`StreamingSTFT` cuts a signal that arrives in blocks of any size into
-the same frames as ``pse_nmf.stft`` (librosa's ``center=True``: ``n_fft // 2``
+the same frames as ``pse_nmf.audio.stft`` (librosa's ``center=True``: ``n_fft // 2``
 zeros before the signal and after it, periodic Hann window, frame ``t``
 starting at ``t * hop_length`` of the padded signal, ``1 + n_samples //
 hop_length`` frames) and resynthesises by overlap-add normalised by the summed
-squared window, as ``pse_nmf.istft`` does. The frames, and the output samples,
+squared window, as ``pse_nmf.audio.istft`` does. The frames, and the output samples,
 do not depend on how the input was split into blocks: the frames are cut from
 a contiguous buffer and the overlap-add runs frame after frame in a Numba
 kernel.
@@ -22,8 +22,7 @@ algorithmic latency (1023 samples, 63.9 ms, at the library's 1024 / 16 kHz).
 from __future__ import annotations
 
 import numpy as np
-
-from ._online_kernels import overlap_add
+from numba import njit
 
 __all__ = ["StreamingSTFT", "hann_window", "stream_stft", "stream_istft"]
 
@@ -35,7 +34,7 @@ def hann_window(n_fft):
 
 
 class StreamingSTFT:
-    """Block-wise analysis and synthesis with ``pse_nmf.stft`` framing.
+    """Block-wise analysis and synthesis with ``pse_nmf.audio.stft`` framing.
 
     Parameters
     ----------
@@ -178,7 +177,7 @@ class StreamingSTFT:
 
 
 def stream_stft(x, *, n_fft=1024, hop_length=256):
-    """Whole-signal STFT through :class:`StreamingSTFT` (same frames as :func:`pse_nmf.stft`).
+    """Whole-signal STFT through :class:`StreamingSTFT` (same frames as :func:`pse_nmf.audio.stft`).
 
     Returns
     -------
@@ -189,7 +188,7 @@ def stream_stft(x, *, n_fft=1024, hop_length=256):
 
 
 def stream_istft(S, length, *, n_fft=1024, hop_length=256):
-    """Inverse of :func:`stream_stft` for a signal of ``length`` samples (as :func:`pse_nmf.istft`)."""
+    """Inverse of :func:`stream_stft` for a signal of ``length`` samples (as :func:`pse_nmf.audio.istft`)."""
     st = StreamingSTFT(n_fft, hop_length)
     st._n_in = int(length)
     st._next_frame = S.shape[0]
@@ -197,3 +196,19 @@ def stream_istft(S, length, *, n_fft=1024, hop_length=256):
     if S.shape[0] != st.n_frames_total():
         raise ValueError(f"{S.shape[0]} frames do not fit a signal of {length} samples")
     return st.synthesize(np.asarray(S), final=True)
+
+
+@njit(cache=True, nogil=True)
+def overlap_add(acc, wss, frames, window, offset, hop):
+    """``acc[offset + i hop + j] += frames[i, j] window[j]``; ``wss`` gets ``window[j] ** 2``.
+
+    Frames are added in order, so each output sample sees its additions in the
+    same order however the frames are split between calls.
+    """
+    n, m = frames.shape
+    for i in range(n):
+        o = offset + i * hop
+        for j in range(m):
+            w = window[j]
+            acc[o + j] += frames[i, j] * w
+            wss[o + j] += w * w
