@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["StreamingSTFT", "hann_window", "stream_stft", "stream_istft"]
+__all__ = ["StreamingSTFT", "hann_window", "overlap_add"]
 
 
 def hann_window(n_fft):
@@ -174,28 +174,6 @@ class StreamingSTFT:
         self._wss = self._wss[b:].copy()
         self._acc_start = stop_p
         return y
-
-
-def stream_stft(x, *, n_fft=1024, hop_length=256):
-    """Whole-signal STFT through :class:`StreamingSTFT` (same frames as :func:`pse_nmf.audio.stft`).
-
-    Returns
-    -------
-    S : complex ndarray of shape (1 + len(x) // hop_length, n_fft // 2 + 1)
-    """
-    st = StreamingSTFT(n_fft, hop_length)
-    return np.vstack([st.analyze(np.asarray(x, dtype=np.float64)), st.finish()])
-
-
-def stream_istft(S, length, *, n_fft=1024, hop_length=256):
-    """Inverse of :func:`stream_stft` for a signal of ``length`` samples (as :func:`pse_nmf.audio.istft`)."""
-    st = StreamingSTFT(n_fft, hop_length)
-    st._n_in = int(length)
-    st._next_frame = S.shape[0]
-    st._finished = True
-    if S.shape[0] != st.n_frames_total():
-        raise ValueError(f"{S.shape[0]} frames do not fit a signal of {length} samples")
-    return st.synthesize(np.asarray(S), final=True)
 
 
 @njit(cache=True, nogil=True)

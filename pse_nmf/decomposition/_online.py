@@ -70,7 +70,6 @@ class _StreamState:
         self.pending = np.zeros((0, n_bins), dtype=np.complex128)  # analysed frames waiting for the lookahead
         self.out = np.zeros(est.latency, dtype=np.float64)  # output FIFO, primed with the latency's zeros
         self.n_speech = n_speech
-        self.n_frames = 0
 
 
 @register_estimator
@@ -475,7 +474,6 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         S = st.stft.analyze(x) if not final else st.stft.finish()
         n_new = S.shape[0]
         mask = np.empty((n_new + st.pending.shape[0], S.shape[1]))
-        ratio = np.empty(mask.shape[0])
         n_out = 0
         if n_new:
             V = np.abs(S)
@@ -487,12 +485,11 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 int(self.n_iter), int(self.n_dict_iter), float(self.sparsity), float(self.mask_power),
                 float(self.warm_start), int(self.update_every), int(self.replace_every), int(self.n_replace),
                 int(self.replace_recent), int(self.lookahead),
-                float(np.finfo(np.float64).eps), mask, ratio,
+                float(np.finfo(np.float64).eps), mask,
             )
-            st.n_frames += n_new
         if final:  # the frames still held back by the lookahead
             n_out += pending_masks(st.W, st.buf_A, st.info, st.n_speech, int(self.lookahead),
-                                   float(self.mask_power), mask[n_out:], ratio[n_out:])
+                                   float(self.mask_power), mask[n_out:])
         frames = np.concatenate([st.pending, S]) if st.pending.shape[0] else S
         st.pending = frames[n_out:]
         y = st.stft.synthesize(frames[:n_out] * mask[:n_out], final=final)
