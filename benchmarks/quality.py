@@ -168,17 +168,13 @@ def _usm_zero_shot(task):
 #: (``unstaged_iter``) and smoothed over 3 frames (the default); the per-frame block penalty (1.0, every block) and
 #: two such staged / plain pairs from different random starts (``n_solves=2``), as the zero-shot defaults. Chosen on
 #: 8 non-target tuning speakers; see USM's Notes.
-USM_FEW_SHOT_ATOMS = 64
-USM_FEW_SHOT_PARAMS = {"speaker_sparsity": {"target": 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
-                       "quiet_noise_iter": 100, "fixed_noise_iter": 50, "test_max_iter": 30, "unstaged_iter": 100,
-                       "frame_block_sparsity": 1.0, "n_solves": 2}
 
 
 def _usm_few_shot(task):
     # a deep copy: personalize adds a block in place, and the shared zero-shot model must stay as fitted
     model = copy.deepcopy(_usm_zero_shot_model(task))
-    model.personalize(task.enrollment, "target", n_components=USM_FEW_SHOT_ATOMS)
-    return model.set_params(**USM_FEW_SHOT_PARAMS).denoise
+    # the library's few-shot setting: a 64-atom personal block and USM.few_shot_params("target")
+    return model.personalize(task.enrollment, "target", mode="few-shot").denoise
 
 
 def _mld_personal(task):

@@ -193,3 +193,26 @@ def test_averaged_mask_equals_the_old_pseudo_magnitude_round_trip(name, speech, 
     new = model.denoise(noisy)
     np.testing.assert_allclose(new, old, rtol=0, atol=1e-5 * np.abs(old).max())
     np.testing.assert_allclose(model.transform(V), V * old_mask, rtol=1e-4, atol=1e-6 * V.max())
+
+
+# --------------------------------------------------------------------------- USM's few-shot setting (issue 18, item 4)
+
+def test_usm_few_shot_mode_is_the_block_plus_the_preset(universal, speech, noisy):
+    import copy
+
+    enrollment = speech[: 4 * SR]
+    a = _ignoring_warnings(copy.deepcopy(universal).personalize, enrollment, "me", mode="few-shot")
+    b = _ignoring_warnings(copy.deepcopy(universal).personalize, enrollment, "me", n_components=64)
+    b.set_params(**USM.few_shot_params("me"))
+    assert a.block_sizes_[-1] == 64 == USM.FEW_SHOT_COMPONENTS
+    assert a.get_params() == b.get_params()
+    assert a.get_params()["speaker_sparsity"] == {"me": 0.0} and a.unstaged_iter > 0 and a.quiet_noise_iter > 0
+    np.testing.assert_array_equal(a.denoise(noisy), b.denoise(noisy))
+    # an existing per-speaker weight is kept; the block mode leaves the parameters alone
+    c = copy.deepcopy(universal).set_params(speaker_sparsity={"other": 2.0})
+    _ignoring_warnings(c.personalize, enrollment, "me", mode="few-shot")
+    assert c.speaker_sparsity == {"other": 2.0, "me": 0.0}
+    d = _ignoring_warnings(copy.deepcopy(universal).personalize, enrollment, "me")
+    assert d.get_params() == universal.get_params() and d.block_sizes_[-1] == universal.n_components_per_speaker
+    with pytest.raises(ValueError, match="mode must be 'block' or 'few-shot'"):
+        copy.deepcopy(universal).personalize(enrollment, "me", mode="fewshot")

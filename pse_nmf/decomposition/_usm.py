@@ -367,7 +367,35 @@ class USM(_SpeechDictionaryEnhancer):
         self.n_iter_ = int(max(n_iters))
         return self
 
-    def personalize(self, enrollment, speaker_id=None, *, n_components=None, sr=None, downmix=False):
+    #: Atoms of the personal block in the few-shot setting (as many as SemiSupervisedNMF's personal dictionary).
+    FEW_SHOT_COMPONENTS = 64
+
+    @staticmethod
+    def few_shot_params(speaker_id):
+        """Test-time parameters of the few-shot setting, for a model personalized with ``speaker_id``.
+
+        The personal block unpenalised and the universal blocks strongly
+        block-sparse (they only fill in what it lacks), the staged noise
+        updates with mask averaging (the staged and a plain solve), two
+        averaged random starts. The measured best few-shot setting
+        (``docs/experiments/usm.md``); ``personalize(..., mode="few-shot")``
+        applies it.
+
+        Parameters
+        ----------
+        speaker_id : str
+            Id of the personal block.
+
+        Returns
+        -------
+        dict
+            Keyword arguments for :meth:`set_params`.
+        """
+        return {"speaker_sparsity": {str(speaker_id): 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
+                "quiet_noise_iter": 100, "fixed_noise_iter": 50, "test_max_iter": 30, "unstaged_iter": 100,
+                "frame_block_sparsity": 1.0, "n_solves": 2}
+
+    def personalize(self, enrollment, speaker_id=None, *, n_components=None, mode="block", sr=None, downmix=False):
         """Add a block for a new speaker, leaving the other blocks as they are.
 
         Parameters
@@ -378,10 +406,14 @@ class USM(_SpeechDictionaryEnhancer):
         speaker_id : str or None
             Id of the new block; None gives ``"speaker<n>"``. Must be new.
         n_components : int or None
-            Atoms of the new block; None: ``n_components_per_speaker``. A
-            personal block may be larger than the universal ones (64 atoms,
-            as many as :class:`~pse_nmf.SemiSupervisedNMF`'s personal
-            dictionary, scored best on the tuning speakers).
+            Atoms of the new block; None: ``n_components_per_speaker``
+            (``FEW_SHOT_COMPONENTS``, 64, with ``mode="few-shot"``).
+        mode : {"block", "few-shot"}, default="block"
+            ``"block"`` only adds the block. ``"few-shot"`` also switches the
+            model to the few-shot setting (:meth:`few_shot_params`:
+            ``set_params`` with the personal block unpenalised, the staged
+            noise updates and mask averaging), the library's measured best
+            for enhancing this speaker.
         sr : int or None
         downmix : bool, default=False
 
@@ -390,8 +422,10 @@ class USM(_SpeechDictionaryEnhancer):
         self
         """
         check_is_fitted(self)
+        if mode not in ("block", "few-shot"):
+            raise ValueError(f"mode must be 'block' or 'few-shot', got {mode!r}")
         if n_components is None:
-            n_components = self.n_components_per_speaker
+            n_components = self.FEW_SHOT_COMPONENTS if mode == "few-shot" else self.n_components_per_speaker
         if not isinstance(n_components, numbers.Integral) or isinstance(n_components, bool) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
         n_components = int(n_components)
@@ -417,6 +451,10 @@ class USM(_SpeechDictionaryEnhancer):
         self.components_ = np.vstack([np.asarray(self.components_), D.astype(np.asarray(self.components_).dtype)])
         self.speakers_ = [*self.speakers_, speaker_id]
         self.block_sizes_ = [*self.block_sizes_, n_components]
+        if mode == "few-shot":
+            params = self.few_shot_params(speaker_id)
+            params["speaker_sparsity"] = {**(self.speaker_sparsity or {}), **params["speaker_sparsity"]}
+            self.set_params(**params)
         return self
 
     # -- test time --------------------------------------------------------------------------------
