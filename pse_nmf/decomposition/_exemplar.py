@@ -152,7 +152,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         last stage's).
     quiet_noise_iter : int, default=0
         Staged noise updates (as :class:`~pse_nmf.USM`'s), off by default
-        here (see Notes): first fit the noise atoms for this many
+        here (``docs/experiments/exemplar.md``): first fit the noise atoms for this many
         iterations on the quietest quarter of each chunk's frames; 0 skips
         this stage.
     fixed_noise_iter : int, default=0
@@ -177,6 +177,13 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     random_state : int, RandomState instance or None
     n_threads : int or None
     verbose : int, default=0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_exemplars_, n_bins)
+        The exemplars, unit L2 norm.
+    n_exemplars_ : int
+    n_features_in_ : int
 
     Notes
     -----

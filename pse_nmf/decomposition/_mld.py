@@ -124,7 +124,7 @@ class MLD(_SpeechDictionaryEnhancer):
     unstaged_iter : int, default=0
         Mask averaging with a solve without the staged noise updates (as
         :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: not
-        measured on MLD (see Notes).
+        measured on MLD (``docs/experiments/mld.md``).
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
@@ -139,6 +139,16 @@ class MLD(_SpeechDictionaryEnhancer):
         Seeds the clustering and the atoms' initialisation.
     n_threads : int or None
     verbose : int, default=0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_dictionaries * n_components_per_dictionary, n_bins)
+        The local dictionaries, stacked.
+    cluster_sizes_ : ndarray of shape (n_dictionaries,)
+        Training frames per cluster.
+    n_iter_ : int
+        Most iterations any local dictionary took.
+    n_features_in_ : int
 
     Notes
     -----

@@ -189,6 +189,24 @@ class USM(_SpeechDictionaryEnhancer):
     n_threads : int or None
     verbose : int, default=0
 
+    Attributes
+    ----------
+    components_ : ndarray of shape (sum(block_sizes_), n_bins)
+        The speaker blocks, stacked in the order of ``speakers_``.
+    speakers_ : list of str
+        Speaker id of each block.
+    block_sizes_ : list of int
+        Atoms of each block: ``n_components_per_speaker`` for the fitted
+        ones, a block added by :meth:`personalize` may have its own size.
+    n_iter_ : int
+        Most iterations any block took.
+    n_features_in_ : int
+
+    See Also
+    --------
+    MLD : many small local dictionaries, selected per frame.
+    SemiSupervisedNMF : a single (personal) speech dictionary.
+
     Notes
     -----
     The defaults were chosen on development speakers that are none of
