@@ -415,6 +415,15 @@ def _build_estimator(meta, contents, where, expected=None):
     nested = _meta_field(meta, "nested", dict, {}, where)
     for pname, spec in nested.items():
         params[pname] = _build_nested(pname, spec, contents, where)
+    # parameters a later release removed: files that hold them at the value the estimator now always uses load
+    for pname, kept in getattr(cls, "_removed_params", {}).items():
+        if pname in params:
+            if params[pname] != kept:
+                raise ModelFileError(
+                    f"{where!r} was saved with {pname}={params[pname]!r}, which this pse_nmf ({__version__}) "
+                    f"removed from {name} (it always uses {pname}={kept!r}); refit the model"
+                )
+            del params[pname]
     try:
         est = cls(**params)
     except TypeError as exc:

@@ -156,7 +156,9 @@ def noisy(example, speech):
 
 
 def _fitted(name, speech):
-    kw = dict(FAST[name], mask_smoothing=3, unstaged_iter=3) if name != "SemiSupervisedNMF" else FAST[name]
+    kw = dict(FAST[name], mask_smoothing=3) if name != "SemiSupervisedNMF" else FAST[name]
+    if name == "ExemplarNMF":
+        kw.update(unstaged_iter=3, quiet_noise_iter=3)
     return _ignoring_warnings(CLASSES[name](random_state=0, **kw).fit, speech[: 11 * SR])
 
 
@@ -216,3 +218,30 @@ def test_usm_few_shot_mode_is_the_block_plus_the_preset(universal, speech, noisy
     assert d.get_params() == universal.get_params() and d.block_sizes_[-1] == universal.n_components_per_speaker
     with pytest.raises(ValueError, match="mode must be 'block' or 'few-shot'"):
         copy.deepcopy(universal).personalize(enrollment, "me", mode="fewshot")
+
+
+# --------------------------------------------------------------------------- a removed parameter (issue 18, item 4)
+
+def test_mld_files_saved_with_unstaged_iter_still_load(speech, noisy, tmp_path):
+    """MLD lost unstaged_iter (never measured on MLD, always 0); files written before still load, and one that
+    used another value is refused with the reason, not a TypeError."""
+    import json
+
+    model = _fitted("MLD", speech)
+    assert "unstaged_iter" not in model.get_params()
+    path = model.save(tmp_path / "mld.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+
+    def old_file(value, name):
+        m = json.loads(json.dumps(meta))
+        m["params"]["unstaged_iter"] = value
+        out = tmp_path / name
+        np.savez(out, __meta__=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **arrays)
+        return out
+
+    loaded = pse_nmf.load(old_file(0, "old.npz"))
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+    with pytest.raises(pse_nmf.ModelFileError, match="saved with unstaged_iter=25.*removed from MLD"):
+        pse_nmf.load(old_file(25, "old25.npz"))

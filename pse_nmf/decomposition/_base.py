@@ -40,7 +40,6 @@ _COMMON_CONSTRAINTS = {
     "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "quiet_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
     "fixed_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-    "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
     "mask_smoothing": [Interval(numbers.Integral, 1, None, closed="left")],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
     "min_seconds": [Interval(numbers.Real, 0, None, closed="left")],
@@ -291,7 +290,8 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
         mean of several solves' masks (``unstaged_iter``, USM's ``n_solves``),
         smoothed over ``mask_smoothing`` frames.
         """
-        average = self.unstaged_iter > 0 and (self.quiet_noise_iter > 0 or self.fixed_noise_iter > 0)
+        unstaged_iter = getattr(self, "unstaged_iter", 0)  # MLD has none
+        average = unstaged_iter > 0 and (self.quiet_noise_iter > 0 or self.fixed_noise_iter > 0)
         n_solves = self._n_solves()
         p = self.mask_power
         if not average and n_solves == 1 and self.mask_smoothing == 1:
@@ -310,7 +310,7 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
                 # the staged solve wins at high SNR, the plain one (same start) at low SNR and on transient noises
                 # that never reach the quiet frames; their mean beats both on average (library heuristic, see
                 # docs/design.md)
-                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=self.unstaged_iter, **start(i)),
+                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=unstaged_iter, **start(i)),
                                             power=p))
             M = Mi if M is None else M + Mi
         M = M / n_solves

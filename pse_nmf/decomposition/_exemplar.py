@@ -210,6 +210,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
 
     _parameter_constraints = {
         **{k: v for k, v in _COMMON_CONSTRAINTS.items() if k != "max_iter"},
+        "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_exemplars": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"random", "kmedoids", "mpq"})],
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],

@@ -121,10 +121,6 @@ class MLD(_SpeechDictionaryEnhancer):
         Then this many iterations on all frames with every atom held
         (activations only), before ``test_max_iter`` iterations with the
         noise atoms free; 0 skips this stage.
-    unstaged_iter : int, default=0
-        Mask averaging with a solve without the staged noise updates (as
-        :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: not
-        measured on MLD (``docs/experiments/mld.md``).
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
@@ -184,12 +180,15 @@ class MLD(_SpeechDictionaryEnhancer):
         "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
     }
     _fitted_arrays = ("components_", "cluster_sizes_")
+    # issue 18: USM's mask averaging with an unstaged solve was never measured on MLD and is off; files that
+    # hold unstaged_iter=0 still load
+    _removed_params = {"unstaged_iter": 0}
     _fitted_scalars = ("n_iter_", "n_features_in_")
 
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8, block_penalty="log",
                  block_sparsity=1.0, block_eps=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
                  mask_power=2.0, max_iter=200, test_max_iter=30, quiet_noise_iter=100, fixed_noise_iter=50,
-                 unstaged_iter=0, mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
+                 mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
                  random_state=None, n_threads=None,
                  verbose=0):
         self.n_dictionaries = n_dictionaries
@@ -207,7 +206,6 @@ class MLD(_SpeechDictionaryEnhancer):
         self.test_max_iter = test_max_iter
         self.quiet_noise_iter = quiet_noise_iter
         self.fixed_noise_iter = fixed_noise_iter
-        self.unstaged_iter = unstaged_iter
         self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds

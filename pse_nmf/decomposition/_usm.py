@@ -240,6 +240,7 @@ class USM(_SpeechDictionaryEnhancer):
 
     _parameter_constraints = {
         **_COMMON_CONSTRAINTS,
+        "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_components_per_speaker": [Interval(numbers.Integral, 1, None, closed="left")],
         "block_penalty": [StrOptions({"log", "l1", "l2"})],
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
