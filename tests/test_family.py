@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import pse_nmf
 from pse_nmf import MLD, USM, ExemplarNMF, SemiSupervisedNMF
@@ -245,3 +247,21 @@ def test_mld_files_saved_with_unstaged_iter_still_load(speech, noisy, tmp_path):
     np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
     with pytest.raises(pse_nmf.ModelFileError, match="saved with unstaged_iter=25.*removed from MLD"):
         pse_nmf.load(old_file(25, "old25.npz"))
+
+
+# --------------------------------------------------------------------------- scikit-learn checks on OnlineNMF too
+
+@parametrize_with_checks([pse_nmf.OnlineNMF(n_components=3, n_noise_components=2, max_iter=5, buffer_size=4,
+                                            random_state=0)])
+def test_online_nmf_sklearn_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        check(estimator)
+
+
+def test_online_nmf_fitted_on_other_frames_refuses_to_stream():
+    model = _ignoring_warnings(pse_nmf.OnlineNMF(n_components=3, n_noise_components=2, max_iter=5).fit,
+                               np.random.default_rng(0).random((20, 7)))
+    assert model.n_features_in_ == 7
+    with pytest.raises(ValueError, match="fitted on frames of 7 bins, but n_fft=1024 needs 513"):
+        model.denoise(np.zeros(4096, np.float32) + 0.1)

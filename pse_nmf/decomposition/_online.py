@@ -305,6 +305,11 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting -------------------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def fit(self, X=None, y=None, *, sr=None, downmix=False):
         """Set the speech dictionary: learn it from ``X`` or take it from ``speech_model``.
 
@@ -312,8 +317,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         ----------
         X : recordings, array-like of shape (n_frames, n_bins), or None
             Clean speech of the user (a waveform, a list of waveforms, file
-            paths or a folder), or non-negative STFT frames. Must be None
-            when ``speech_model`` is given.
+            paths or a folder), or non-negative STFT frames (any number of
+            bins; streaming needs ``n_fft // 2 + 1``). Must be None when
+            ``speech_model`` is given.
         y : ignored
         sr : int or None
             Rate of waveforms given as arrays; None means ``self.sr``.
@@ -344,8 +350,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
             else:
                 V = validate_data(self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=1)
                 check_non_negative(V, f"{type(self).__name__} (input X)")
-                if V.shape[1] != n_bins:
-                    raise ValueError(f"X has {V.shape[1]} bins; n_fft={self.n_fft} needs {n_bins}")
+                n_bins = V.shape[1]  # any frames fit; streaming needs n_fft // 2 + 1 bins (checked there)
                 if not np.any(V):
                     raise ValueError("X is all zeros: nothing to learn from")
             D = _init_atoms(self.n_components, n_bins, V.dtype, rng)
