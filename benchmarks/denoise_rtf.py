@@ -7,7 +7,7 @@ Usage::
 
 Each repetition runs, in a fresh interpreter per checkout (``PYTHONPATH`` set to it), ``import pse_nmf``
 (timed) and then ``denoise`` of a 10 s clip (0 dB, tram noise) with every estimator at its defaults, fitted
-on the bundled example speakers (``speed.py``'s end-to-end set-up). Checkouts take turns within each
+on the bundled example speakers (each checkout's ``speed.py`` end-to-end set-up). Checkouts take turns within each
 repetition, so that load from elsewhere on a shared machine falls on both alike; medians are reported.
 BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1``) unless the caller's environment says otherwise.
 """
@@ -74,10 +74,9 @@ def main(argv=None):
         for r in repos:
             imports[r].append(float(_run(r, _IMPORT)))
     rtfs = {r: [] for r in repos}
-    code = _RTF.format(bench=str(HERE), reps=args.reps)
     for _ in range(args.rtf_rounds):
-        for r in repos:
-            rtfs[r].append(json.loads(_run(r, code)))
+        for r in repos:  # each checkout's own speed.py set-up (its imports match its package)
+            rtfs[r].append(json.loads(_run(r, _RTF.format(bench=str(r / "benchmarks"), reps=args.reps))))
     for r in repos:
         print(f"## {r}")
         print(f"import pse_nmf: median {np.median(imports[r]):.3f} s over {len(imports[r])} "
