@@ -39,6 +39,7 @@ from ._exemplar import ExemplarNMF
 from ._online import OnlineNMF
 from ._rnnoise import RNNoiseEnhancer
 from ._ensemble import EnsembleEnhancer
+from ._batch import denoise_files, fit_many
 from ._version import __version__
 
 load = load_model
@@ -53,6 +54,8 @@ __all__ = [
     "RNNoiseEnhancer",
     "EnsembleEnhancer",
     "plot_block_usage",
+    "denoise_files",
+    "fit_many",
     "non_negative_factorization",
     "beta_divergence",
     "load",

@@ -1,4 +1,4 @@
-"""Command line interface: ``pse-nmf fit | train | denoise | evaluate | demo``.
+"""Command line interface: ``pse-nmf fit | fit-many | train | denoise | evaluate | demo``.
 
 ``main(argv)`` returns the exit status instead of exiting, so it can be
 called in-process (tests, notebooks): 0 on success, 1 on an error with a
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
+from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio
+from ._batch import _check_plan, _denoise_planned, _same_file, _streaming_model, _writable_ext, fit_many
 from ._persistence import ModelFileError, load_model
 from ._exemplar import ExemplarNMF
 from ._mld import MLD
@@ -189,7 +190,31 @@ def _build_parser():
                    "noise over time); any fitted speech model serves as its speech dictionary")
     p.add_argument("--block-size", type=_positive_int, default=65536, metavar="N",
                    help="samples read per block with --stream (default: 65536; does not change the result)")
+    _parallel_options(p, "files")
     p.set_defaults(handler=_cmd_denoise)
+
+    p = sub.add_parser("fit-many", help="fit one model per speaker folder, in parallel",
+                       description="Fit one model per speaker: each sub-folder of SPEAKERS holds one speaker's "
+                       "clean recordings, and becomes OUT/<speaker>.npz. A speaker whose fit fails is reported; "
+                       "the others go on (exit status 1 if any failed).")
+    p.add_argument("speakers", metavar="SPEAKERS", help="folder of speaker folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the model files (created)")
+    p.add_argument("--model", choices=sorted(set(MODELS) - {"usm"}), default="semi",
+                   help="model kind (default: semi)")
+    p.add_argument("--known", choices=("speech", "noise"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--sr", type=_positive_int, default=None, help="model sample rate in Hz (default 16000)")
+    p.add_argument("--n-components", type=_positive_int, default=None, metavar="N",
+                   help="dictionary atoms learned from the recordings")
+    p.add_argument("--sparsity", type=_non_negative_float, default=None, metavar="S",
+                   help="L1 weight on the activations")
+    p.add_argument("--max-iter", type=_positive_int, default=None, metavar="N", help="fitting iterations")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any other model parameter (repeatable)")
+    p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing model files")
+    _parallel_options(p, "speakers")
+    p.set_defaults(handler=_cmd_fit_many)
 
     p = sub.add_parser("train", help="train a neural generalist on speech and noise folders",
                        description="Train a compact neural enhancer (CompactEnhancer, the architecture of the "
@@ -247,6 +272,43 @@ def _build_parser():
 
 
 # -- fit -------------------------------------------------------------------------------------------
+def _parallel_options(p, what):
+    p.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                   help=f"{what} processed in parallel (default 1; -1: all cores, or all Dask workers)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs dask.distributed; the workers "
+                   "must see the same paths)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file lines")
+
+
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}")
+    return value
+
+
+def _cmd_fit_many(args):
+    cls = MODELS[args.model]
+    model = cls(**_model_params(cls, args))
+    try:
+        model._validate_params()
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS + (".npz",):
+        raise ValueError(f"-o {str(out)!r} looks like a file; fit-many writes a folder of model files")
+    with _backend(args):
+        records = fit_many(model, args.speakers, out, n_jobs=args.jobs, overwrite=args.overwrite,
+                           downmix=args.downmix, progress=False if args.quiet else None)
+    for r in records:
+        _report(r, f"{r['speaker']} -> {r['output']}  ({r['seconds']:.1f} s)", args.quiet)
+    return _summary(records, "speaker", "were fitted")
+
+
 def _model_params(cls, args):
     valid = cls().get_params(deep=False)
     params = {}
@@ -334,25 +396,6 @@ class _about:
         return False
 
 
-def _same_file(a, b):
-    """True if paths ``a`` and ``b`` name the same file (links and symlinks included)."""
-    try:
-        if a.resolve() == b.resolve():
-            return True
-    except OSError:
-        pass
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _writable_ext(ext):
-    import soundfile as sf
-
-    return ext.startswith(".") and ext[1:].upper() in sf.available_formats()
-
-
 def _plan_outputs(inputs, output, suffix):
     """Output path for each input, and the folder to create (or None)."""
 
@@ -387,48 +430,73 @@ def _cmd_denoise(args):
         raise ValueError(f"--suffix {args.suffix!r} contains a path separator; use -o for another folder")
     outputs, new_folder = _plan_outputs(inputs, args.output, args.suffix)
     model_path = Path(args.model)
-    protected = inputs + [model_path]
-    for out in outputs:
-        for other in protected:
-            if _same_file(out, other):
-                kind = "the model file" if other is model_path else "an input file"
-                raise ValueError(
-                    f"output {str(out)!r} is {kind} ({str(other)!r}); pse-nmf never overwrites it, even with "
-                    "--overwrite: choose another -o or --suffix"
-                )
-    resolved = [out.resolve() for out in outputs]
-    if len(set(resolved)) != len(resolved):
-        raise ValueError("several inputs would be written to the same output (same file names?); "
-                         "write them to separate folders")
-    if not args.overwrite:
-        existing = [str(out) for out in outputs if out.exists()]
-        if existing:
-            raise FileExistsError(f"output(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
+    _check_plan(inputs, outputs, args.overwrite, protected=[model_path])
     model = _load_denoiser(model_path)
     if not hasattr(model, "denoise"):
         raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    if args.stream:
+        model = _streaming_model(model)
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
-    for out in outputs:  # a read-only folder or a folder in the way: said now, not after the work
-        _atomic_target(out, args.overwrite)
-    if args.stream:
-        return _denoise_streaming(model, inputs, outputs, args)
+    with _backend(args):
+        records = _denoise_planned(model, inputs, outputs, n_jobs=args.jobs, overwrite=args.overwrite,
+                                   downmix=args.downmix, stream=args.stream, block_size=args.block_size,
+                                   progress=False if args.quiet else None)
+    for r in records:
+        _report(r, f"{r['input']} -> {r['output']}  ({r.get('audio_seconds', 0):.1f} s of audio"
+                   f"{', streamed' if args.stream else ''}, {r['seconds']:.2f} s)", args.quiet)
+    return _summary(records, "file", "denoised")
 
-    import soundfile as sf
 
-    for inp, out in zip(inputs, outputs):
-        noisy, sr = read_audio(inp, sr=None, downmix=args.downmix)
-        t0 = time.perf_counter()
-        with _about(inp):
-            enhanced = model.denoise(noisy, sr=sr)
-        elapsed = time.perf_counter() - t0
-        subtype = sf.info(str(inp)).subtype
-        fmt = out.suffix[1:].upper()
-        if not sf.check_format(fmt, subtype):
-            subtype = None  # the output format's default
-        write_audio(out, enhanced, sr, subtype=subtype, overwrite=args.overwrite)
-        print(f"{inp} -> {out}  ({noisy.size / sr:.1f} s at {sr} Hz, {elapsed:.2f} s)", flush=True)
-    return 0
+def _report(record, line, quiet):
+    """Print a task's line (or its error) and the warnings it raised."""
+    for message in record["warnings"]:
+        print(f"{PROG}: warning: {record.get('input', record.get('speaker'))}: {message}", file=sys.stderr)
+    if not record["ok"]:
+        print(f"{PROG}: error: {record['error']}", file=sys.stderr)
+    elif not quiet:
+        print(line, flush=True)
+
+
+def _summary(records, noun, verb):
+    """Exit status 1 if any task failed, with a count on stderr."""
+    failed = [r for r in records if not r["ok"]]
+    if failed and len(records) > 1:  # one file: its error line says it all
+        print(f"{PROG}: {len(failed)} of {len(records)} {noun}(s) failed; the other {len(records) - len(failed)} "
+              f"{verb}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _backend:
+    """``--jobs`` / ``--scheduler``: run joblib's tasks on a Dask cluster while the block runs."""
+
+    def __init__(self, args):
+        self.address = getattr(args, "scheduler", None)
+        self._stack = None
+
+    def __enter__(self):
+        if self.address is None:
+            return self
+        import contextlib
+
+        try:
+            import joblib
+            from dask.distributed import Client
+        except ImportError as exc:
+            raise ImportError(f"--scheduler needs dask.distributed (pip install \"pse_nmf[dask]\"): {exc}") from None
+        self._stack = contextlib.ExitStack()
+        try:
+            self._stack.enter_context(Client(self.address, timeout="10s"))
+        except (OSError, TimeoutError) as exc:
+            self._stack.close()
+            raise OSError(f"--scheduler {self.address!r}: cannot connect ({exc})") from None
+        self._stack.enter_context(joblib.parallel_config(backend="dask"))
+        return self
+
+    def __exit__(self, *exc):
+        if self._stack is not None:
+            self._stack.close()
+        return False
 
 
 def _pretrained_names():
@@ -499,19 +567,6 @@ def _cmd_train(args):
     print(f"trained {type(model).__name__} for {model.n_epochs_} epochs (best validation SI-SDR "
           f"{model.best_loss_:.2f} dB at epoch {model.best_epoch_}) in {(time.perf_counter() - t0) / 60:.1f} min "
           f"-> {out}")
-    return 0
-
-
-def _denoise_streaming(model, inputs, outputs, args):
-    if not isinstance(model, OnlineNMF):
-        if getattr(model, "known", "speech") != "speech" or not hasattr(model, "components_"):
-            raise ModelFileError(f"{type(model).__name__} has no speech dictionary for --stream")
-        model = OnlineNMF(speech_model=model, sr=model.sr, n_fft=model.n_fft, hop_length=model.hop_length,
-                          spectrum_power=getattr(model, "spectrum_power", 1.0), random_state=0).fit()
-    for inp, out in zip(inputs, outputs):
-        t0 = time.perf_counter()
-        model.denoise_file(inp, out, block_size=args.block_size, overwrite=args.overwrite, downmix=args.downmix)
-        print(f"{inp} -> {out}  (streamed, {time.perf_counter() - t0:.2f} s)", flush=True)
     return 0
 
 
@@ -631,7 +686,7 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: choose a command: fit, train, denoise, evaluate or demo", file=sys.stderr)
+        print(f"{PROG}: error: choose a command: fit, fit-many, train, denoise, evaluate or demo", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning  # restored by catch_warnings
