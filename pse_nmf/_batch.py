@@ -70,7 +70,7 @@ def _check_plan(inputs, outputs, overwrite, protected=()):
 def _progress_bar(total, desc, progress):
     """A tqdm bar; ``progress=None`` shows it only on a terminal (tqdm's ``disable=None``)."""
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the text bar (tqdm.auto wants ipywidgets in notebooks)
     except ImportError:  # tqdm is a dependency, but a bar is not worth failing for
         return None
     disable = None if progress is None else not progress
