@@ -29,6 +29,7 @@ from ._data import (
     mix_at_snr,
 )
 from ._metrics import estoi, evaluate, pesq, sdr, si_sdr, stoi
+from ._dnsmos import dnsmos
 from ._nmf import BetaNMF, beta_divergence, non_negative_factorization
 from ._persistence import ModelFileError, load_model
 from ._plot import plot_activations, plot_dictionary, plot_spectrograms
@@ -76,6 +77,7 @@ __all__ = [
     "stoi",
     "estoi",
     "evaluate",
+    "dnsmos",
     "list_recordings",
     "load_recordings",
     "mix_at_snr",

@@ -62,8 +62,11 @@ _FIT_OPTIONS = {
     "known": "known",
 }
 
-_EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi")
+_EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi", "dnsmos", "pdnsmos")
 _EVAL_DEFAULT = "si_sdr,pesq,estoi"
+# no-reference metrics (pse_nmf.dnsmos): each gives these columns, prefixed by its name
+_NO_REFERENCE = {"dnsmos": False, "pdnsmos": True}
+_DNSMOS_KEYS = ("sig", "bak", "ovrl", "p808")
 _EVAL_SR = 16000
 
 
@@ -244,16 +247,19 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="score enhanced files against clean references",
-                       description="Score enhanced files against clean references (pairs in order). Files "
-                       f"are resampled to {_EVAL_SR // 1000} kHz; each pair must have the same duration.")
+    p = sub.add_parser("evaluate", help="score enhanced files (against clean references, or with DNSMOS)",
+                       description="Score enhanced files against clean references (pairs in order), or, without "
+                       "--reference, with the no-reference DNSMOS P.835 scores (sig, bak, ovrl, p808; needs the "
+                       f"dnsmos extra). Files are resampled to {_EVAL_SR // 1000} kHz; each pair must have the same "
+                       "duration.")
     p.add_argument("enhanced", nargs="+", metavar="ENHANCED", help="enhanced audio files")
-    p.add_argument("--reference", nargs="+", required=True, metavar="CLEAN",
-                   help="clean reference files, one per ENHANCED")
+    p.add_argument("--reference", nargs="+", default=None, metavar="CLEAN",
+                   help="clean reference files, one per ENHANCED (without them: DNSMOS only)")
     p.add_argument("--mixture", nargs="+", default=None, metavar="NOISY",
                    help="the noisy inputs, one per ENHANCED, to report the improvement")
-    p.add_argument("--metrics", type=_metric_list, default=_metric_list(_EVAL_DEFAULT),
-                   help=f"comma-separated, from {','.join(_EVAL_METRICS)} (default: {_EVAL_DEFAULT})")
+    p.add_argument("--metrics", type=_metric_list, default=None,
+                   help=f"comma-separated, from {','.join(_EVAL_METRICS)} (default: {_EVAL_DEFAULT} with "
+                   "--reference, dnsmos without); pdnsmos is personalized DNSMOS")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
     p.set_defaults(handler=_cmd_evaluate)
@@ -603,28 +609,47 @@ def _cmd_evaluate(args):
     from ._metrics import evaluate
 
     n = len(args.enhanced)
-    if len(args.reference) != n:
+    metrics = args.metrics
+    if metrics is None:
+        metrics = _metric_list(_EVAL_DEFAULT if args.reference is not None else "dnsmos")
+    with_reference = [m for m in metrics if m not in _NO_REFERENCE]
+    no_reference = [m for m in metrics if m in _NO_REFERENCE]
+    if args.reference is None and with_reference:
+        raise _CommandError(f"--metrics {','.join(with_reference)} need(s) --reference; without a clean "
+                            "reference only dnsmos and pdnsmos apply")
+    if args.reference is not None and len(args.reference) != n:
         raise _CommandError(f"{n} ENHANCED file(s) but {len(args.reference)} --reference file(s); give one "
                             "reference per enhanced file, in the same order")
     if args.mixture is not None and len(args.mixture) != n:
         raise _CommandError(f"{n} ENHANCED file(s) but {len(args.mixture)} --mixture file(s)")
+    if no_reference:
+        from ._dnsmos import _scorer
+
+        _scorer(False)  # a missing extra is said before any file is read
+    references = args.reference if args.reference is not None else [None] * n
     mixtures = args.mixture if args.mixture is not None else [None] * n
     records = []
-    for enh, ref, mix in zip(args.enhanced, args.reference, mixtures):
-        signals = {"enhanced": (*_read_for_eval(enh, args.downmix), enh),
-                   "reference": (*_read_for_eval(ref, args.downmix), ref)}
+    for enh, ref, mix in zip(args.enhanced, references, mixtures):
+        signals = {"enhanced": (*_read_for_eval(enh, args.downmix), enh)}
+        if ref is not None:
+            signals["reference"] = (*_read_for_eval(ref, args.downmix), ref)
         if mix is not None:
             signals["mixture"] = (*_read_for_eval(mix, args.downmix), mix)
         aligned = _align(signals)
-        with warnings.catch_warnings(), _about(enh, ref):
-            warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
-            scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
-                              sr=_EVAL_SR, metrics=args.metrics)
-        records.append({"enhanced": str(enh), "reference": str(ref), "mixture": None if mix is None else str(mix),
-                        **scores})
+        scores = {}
+        if with_reference:
+            with warnings.catch_warnings(), _about(enh, ref):
+                warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
+                scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
+                                  sr=_EVAL_SR, metrics=with_reference)
+        scores.update(_no_reference_scores(aligned, no_reference, enh, mix))
+        records.append({"enhanced": str(enh), "reference": None if ref is None else str(ref),
+                        "mixture": None if mix is None else str(mix), **scores})
     columns = []
-    for m in args.metrics:
-        columns += [f"{m}_mixture", m, f"{m}_i"] if args.mixture is not None else [m]
+    for m in metrics:
+        names = [f"{m}_{k}" for k in _DNSMOS_KEYS] if m in _NO_REFERENCE else [m]
+        for name in names:
+            columns += [f"{name}_mixture", name, f"{name}_i"] if args.mixture is not None else [name]
     if args.json:
         clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
                  for r in records]
@@ -632,6 +657,25 @@ def _cmd_evaluate(args):
     else:
         print(_table(records, columns))
     return 0
+
+
+def _no_reference_scores(aligned, metrics, enh, mix):
+    """DNSMOS columns (``dnsmos_sig``, ...) of the enhanced file, and of the mixture with its improvement."""
+    from ._dnsmos import dnsmos
+
+    scores = {}
+    for m in metrics:
+        personalized = _NO_REFERENCE[m]
+        with _about(enh):
+            values = dnsmos(aligned["enhanced"], _EVAL_SR, personalized=personalized)
+        scores.update({f"{m}_{k}": v for k, v in values.items()})
+        if "mixture" in aligned:
+            with _about(mix):
+                before = dnsmos(aligned["mixture"], _EVAL_SR, personalized=personalized)
+            for k, v in before.items():
+                scores[f"{m}_{k}_mixture"] = v
+                scores[f"{m}_{k}_i"] = scores[f"{m}_{k}"] - v
+    return scores
 
 
 def _table(records, columns):
