@@ -17,6 +17,7 @@ import importlib as _importlib
 import warnings as _warnings
 
 from . import audio, datasets, decomposition, metrics, plotting
+from ._batch import denoise_files, fit_many
 from ._ensemble import EnsembleEnhancer
 from ._persistence import ModelFileError
 from ._persistence import load_model as load
@@ -33,6 +34,8 @@ __all__ = [
     "OnlineNMF",
     "RNNoiseEnhancer",
     "EnsembleEnhancer",
+    "denoise_files",
+    "fit_many",
     "load",
     "ModelFileError",
     "audio",

@@ -6,9 +6,10 @@ import warnings
 
 import numpy as np
 
+from ._dnsmos import dnsmos
 from .audio._io import check_waveform, resample
 
-__all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate"]
+__all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate", "dnsmos"]
 
 
 _SDR_FILTER = 512  # bss_eval_sources' default distortion filter length
