@@ -58,6 +58,62 @@ def sha256(path):
     return h.hexdigest()
 
 
+def experts_params(model):
+    """The mixture's own parameters (the specialists are described by name and snr_range)."""
+    params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("experts", "embedding")}
+    return json.loads(json.dumps(params, default=list))
+
+
+def experts_card(args, model, training, c):
+    """The card of a SparseMixtureOfExperts (``benchmarks/train_experts.py``)."""
+    members = model._members()
+    card = {
+        "name": args.name or args.model.stem,
+        "file": args.model.name,
+        "sha256": sha256(args.model),
+        "estimator": type(model).__name__,
+        "params": experts_params(model),
+        "specialists": {name: {"snr_range": list(e.snr_range)} for name, e in members},
+        "specialist_training": training.get("specialists"),
+        "architecture": (
+            f"SparseMixtureOfExperts, partition {model.partition!r}: {len(members)} specialists, each the "
+            "architecture of the pretrained generalist (" + ARCHITECTURE + ") and a gate (a GRU of "
+            f"{model.gate_hidden} units on the specialists' log band features, a linear layer to one logit per "
+            f"specialist, averaged over segments of {model.segment_seconds} s); at test time only the argmax "
+            "specialist of each segment runs, the GRU states handed on at a change."),
+        "parameters": c["parameters"],
+        "macs_per_frame": c["macs_per_frame"],
+        "frames_per_second": c["frames_per_second"],
+        "macs_per_second": c["macs_per_second"],
+        "sample_rate": model.sr,
+        "training_data": dict(TRAINING_DATA, specialists=(
+            f"each specialist: the pretrained generalist fine-tuned on its part ({model.partition}) of the same "
+            "data for a few epochs (benchmarks/train_experts.py specialists), early stopping on validation "
+            "mixtures of its part"), gate=(
+            "gate stage (specialists frozen) and joint stage (the softmax temperature annealed from "
+            f"{model.temperature_start} to {model.temperature_end}) on the same data; validation on the hard "
+            "(test-time) path")),
+        "licence": LICENCE,
+        "training_command": training["command"],
+        "training": {
+            "specialist_epoch_seconds": training.get("specialist_epoch_seconds"),
+            "gate_and_joint_epoch_seconds": training.get("gate_epoch_seconds_total"),
+            "stages": [{k: h[k] for k in ("stage", "epoch", "train_loss", "valid_loss", "dur")}
+                       for h in training["history"]],
+            "machine": training.get("machine"), "torch": training.get("torch"),
+        },
+        "dev_results": {},
+    }
+    if args.benchmark is not None:
+        bench = json.loads(args.benchmark.read_text())
+        card["dev_results"]["benchmark"] = {
+            "script": "benchmarks/selection.py",
+            "protocol": {k: bench["protocol"][k] for k in ("targets", "n_test", "snrs_db", "seed")},
+            "methods": bench["methods"], "paired": bench["paired"],
+        }
+    return card
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path)
@@ -73,6 +129,12 @@ def main(argv=None):
     model = pse_nmf.load(args.model)
     training = json.loads((args.training or args.model.with_suffix(".training.json")).read_text())
     c = complexity(model)
+    if type(model).__name__ == "SparseMixtureOfExperts":
+        card = experts_card(args, model, training, c)
+        out = args.out or args.model.with_suffix(".json")
+        out.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     card = {
         "name": args.name or args.model.stem,
         "file": args.model.name,

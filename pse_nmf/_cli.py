@@ -145,6 +145,8 @@ def _build_parser():
         "  pse-nmf fit -o alice.npz recordings/alice/\n"
         "  pse-nmf denoise -m alice.npz call1.wav call2.wav -o enhanced/\n"
         "  pse-nmf denoise -m generalist call1.wav   (the pretrained neural generalist)\n"
+        "  pse-nmf denoise -m experts call1.wav      (the pretrained sparse mixture of experts)\n"
+        "  pse-nmf denoise -m generalist -m alice.npz --ensemble call1.wav   (their outputs averaged)\n"
         "  pse-nmf evaluate enhanced/call1_enhanced.wav --reference clean/call1.wav --mixture call1.wav\n"
         "  pse-nmf demo --out-dir demo_output",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -178,9 +180,13 @@ def _build_parser():
                        description="Enhance noisy files. Each output keeps its input's sample rate, length and "
                        "sample format. Inputs are never overwritten, even with --overwrite.")
     p.add_argument("noisy", nargs="+", metavar="NOISY", help="noisy audio files")
-    p.add_argument("-m", "--model", required=True, metavar="MODEL",
+    p.add_argument("-m", "--model", required=True, metavar="MODEL", action="append",
                    help="model file from 'pse-nmf fit' or 'pse-nmf train', or the name of a pretrained model "
-                   f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra)")
+                   f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra); "
+                   "repeat it with --ensemble")
+    p.add_argument("--ensemble", action="store_true",
+                   help="combine the -m models (two or more) by averaging their output waveforms with equal "
+                   "weights (EnsembleEnhancer; save a weighted one with pse_nmf.EnsembleEnhancer and pass its file)")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output file (one input, with an audio extension) or folder (created if missing); "
                    "default: beside each input, with the suffix")
@@ -435,11 +441,25 @@ def _cmd_denoise(args):
     if "/" in args.suffix or os.sep in args.suffix:
         raise ValueError(f"--suffix {args.suffix!r} contains a path separator; use -o for another folder")
     outputs, new_folder = _plan_outputs(inputs, args.output, args.suffix)
-    model_path = Path(args.model)
-    _check_plan(inputs, outputs, args.overwrite, protected=[model_path])
-    model = _load_denoiser(model_path)
-    if not hasattr(model, "denoise"):
-        raise ModelFileError(f"{str(model_path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    model_paths = [Path(m) for m in args.model]
+    if len(model_paths) > 1 and not args.ensemble:
+        raise ValueError(f"{len(model_paths)} models given (-m); pass --ensemble to combine them, or give one")
+    if args.ensemble and len(model_paths) < 2:
+        raise ValueError("--ensemble needs two or more models (-m a.npz -m b.npz)")
+    if args.ensemble and args.stream:
+        raise ValueError("--stream takes one speech model, not an --ensemble")
+    _check_plan(inputs, outputs, args.overwrite, protected=model_paths)
+    models = [_load_denoiser(path) for path in model_paths]
+    for path, model in zip(model_paths, models):
+        if not hasattr(model, "denoise"):
+            raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    if args.ensemble:
+        from ._ensemble import EnsembleEnhancer
+
+        names = [f"{i}:{path.name}" for i, path in enumerate(model_paths)]
+        model = EnsembleEnhancer(list(zip(names, models))).fit()
+    else:
+        model = models[0]
     if args.stream:
         model = _streaming_model(model)
     if new_folder is not None:

@@ -65,6 +65,9 @@ _OPTIONAL_ESTIMATORS = {
     "DAEEnhancer": "pse_nmf.neural",
     "TCNEnhancer": "pse_nmf.neural",
     "AdaptiveDAE": "pse_nmf.neural",
+    "SparseMixtureOfExperts": "pse_nmf.neural",
+    "SpeakerEmbedding": "pse_nmf.neural",
+    "AutoencoderSelector": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 

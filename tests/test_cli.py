@@ -586,3 +586,25 @@ def test_fit_on_too_little_speech_fails_instead_of_saving_a_harmful_model(audio,
     assert not out.exists()
     assert main(["fit", "-o", str(out), "--max-iter", "5", "--set", "min_seconds=0", str(short)]) == 0
     assert "only 0.5 s" in capsys.readouterr().err  # the opt-out still warns
+
+
+# -- denoise --ensemble (issue 15, item 5) ------------------------------------------------------------
+def test_denoise_ensemble_averages_the_models(audio, model_file, noisy, tmp_path, capsys):
+    second = tmp_path / "second.npz"
+    assert main(["fit", "-o", str(second), "--n-components", "4", "--max-iter", "10", "--seed", "1",
+                 "--set", "n_test_components=2", "--set", "test_max_iter=20", str(audio / "train")]) == 0
+    out = tmp_path / "ens.wav"
+    assert main(["denoise", "-m", str(model_file), "-m", str(second), "--ensemble", str(noisy), "-o", str(out)]) == 0
+    y, sr = read_audio(noisy, sr=None)
+    members = [load_model(model_file), load_model(second)]
+    expected = pse_nmf.EnsembleEnhancer([("a", members[0]), ("b", members[1])]).fit().denoise(y, sr=sr)
+    got, _ = read_audio(out, sr=None)
+    np.testing.assert_allclose(got, expected, atol=2 / 32768)  # the output keeps the input's 16-bit PCM
+    assert not np.allclose(got, members[0].denoise(y, sr=sr), atol=1e-3)
+
+
+def test_denoise_several_models_need_ensemble(model_file, noisy, capsys):
+    assert main(["denoise", "-m", str(model_file), "-m", str(model_file), str(noisy)]) == 1
+    assert "pass --ensemble" in capsys.readouterr().err
+    assert main(["denoise", "-m", str(model_file), "--ensemble", str(noisy)]) == 1
+    assert "two or more models" in capsys.readouterr().err

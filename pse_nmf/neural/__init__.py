@@ -27,8 +27,12 @@ from ._adaptive import AdaptiveDAE
 from ._models import complexity
 from ._generalist import CompactEnhancer
 from ._pretrained import pretrained, pretrained_models
+from ._experts import SparseMixtureOfExperts
+from ._selector import AutoencoderSelector
+from ._speaker import SpeakerEmbedding
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
-    "complexity", "pretrained", "pretrained_models",
+    "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
+    "AutoencoderSelector", "SpeakerEmbedding",
 ]

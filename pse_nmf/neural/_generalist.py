@@ -296,7 +296,8 @@ class CompactEnhancer(BaseNeuralEnhancer):
         return h.hexdigest()
 
     # -- fitting --------------------------------------------------------------------------------------
-    def fit(self, speech, noise, *, validation=None, sr=None, downmix=False, checkpoint=None, resume=False):
+    def fit(self, speech, noise, *, validation=None, validation_snrs=None, sr=None, downmix=False, checkpoint=None,
+            resume=False):
         """Train (or, with ``warm_start``, fine-tune) on speech and noise mixed on the fly.
 
         Parameters
@@ -310,6 +311,10 @@ class CompactEnhancer(BaseNeuralEnhancer):
             at -5, 0 and 5 dB in turn); None holds out
             ``validation_fraction`` of the speakers of ``speech`` and mixes
             them with ``noise``.
+        validation_snrs : sequence of float or None
+            SNRs (dB) of the validation mixtures, cycled over the
+            recordings; None: -5, 0 and 5 dB (the dev protocol's). A
+            specialist of an SNR band validates inside its band.
         sr : int or None
             Rate of waveforms given as arrays; None means ``self.sr``.
         downmix : bool, default=False
@@ -358,7 +363,10 @@ class CompactEnhancer(BaseNeuralEnhancer):
                            for y in ys]
         segment = max(int(round(self.segment_seconds * self.sr)), self.n_fft)
         mixer = DynamicMixer(train, noise_recs, segment, snr_range, data_seed, augment=self.noise_augment)
-        valid = fixed_mixtures(valid_speech, valid_noise, _VALID_SNRS, data_seed) if valid_speech else []
+        snrs = _VALID_SNRS if validation_snrs is None else tuple(float(v) for v in validation_snrs)
+        if not snrs or not all(np.isfinite(snrs)):
+            raise ValueError(f"validation_snrs must be finite SNRs in dB, got {validation_snrs!r}")
+        valid = fixed_mixtures(valid_speech, valid_noise, snrs, data_seed) if valid_speech else []
 
         n_bins = self._n_bins()
         if not (self.warm_start and hasattr(self, "module_")):

@@ -222,6 +222,11 @@ def complexity(estimator_or_module, sr=None, hop_length=None):
     nonlinearities, normalisations, the features and the STFT are not
     counted. Other layer types with weights raise ValueError.
 
+    A model that runs only some of its networks per frame (a
+    :class:`~pse_nmf.neural.SparseMixtureOfExperts`: one specialist and the
+    gate) lists them in ``_active_modules()``; its MACs are theirs, its
+    parameters all of its networks'.
+
     Parameters
     ----------
     estimator_or_module : fitted neural estimator or torch.nn.Module
@@ -244,6 +249,18 @@ def complexity(estimator_or_module, sr=None, hop_length=None):
     >>> c["macs_per_frame"] == 3 * (513 * 64 + 64 * 64) + 3 * (64 * 64 + 64 * 64) + 64 * 513
     True
     """
+    active = getattr(estimator_or_module, "_active_modules", None)
+    if active is not None:  # a model of which only some networks run per frame (SparseMixtureOfExperts)
+        modules = active()
+        sr = estimator_or_module.sr if sr is None else sr
+        hop_length = estimator_or_module.hop_length if hop_length is None else hop_length
+        macs = sum(_macs_per_frame(m) for m in modules)
+        return {
+            "parameters": int(sum(p.numel() for p in estimator_or_module.module_.parameters())),
+            "macs_per_frame": int(macs),
+            "frames_per_second": float(sr / hop_length),
+            "macs_per_second": float(macs * sr / hop_length),
+        }
     if isinstance(estimator_or_module, nn.Module):
         module = estimator_or_module
         default_sr, default_hop = 16000, 256
