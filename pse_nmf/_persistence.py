@@ -65,6 +65,7 @@ _OPTIONAL_ESTIMATORS = {
     "DAEEnhancer": "pse_nmf.neural",
     "TCNEnhancer": "pse_nmf.neural",
     "AdaptiveDAE": "pse_nmf.neural",
+    "SNRPredictor": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 

@@ -26,9 +26,10 @@ from ._distill import DistilledStudent
 from ._adaptive import AdaptiveDAE
 from ._models import complexity
 from ._generalist import CompactEnhancer
+from ._snr import SNRPredictor
 from ._pretrained import pretrained, pretrained_models
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
-    "complexity", "pretrained", "pretrained_models",
+    "SNRPredictor", "complexity", "pretrained", "pretrained_models",
 ]
