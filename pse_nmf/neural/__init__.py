@@ -27,9 +27,10 @@ from ._adaptive import AdaptiveDAE
 from ._models import complexity
 from ._generalist import CompactEnhancer
 from ._snr import SNRPredictor
+from ._personal import ContrastiveMixtures, PseudoSE
 from ._pretrained import pretrained, pretrained_models
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
-    "SNRPredictor", "complexity", "pretrained", "pretrained_models",
+    "SNRPredictor", "PseudoSE", "ContrastiveMixtures", "complexity", "pretrained", "pretrained_models",
 ]

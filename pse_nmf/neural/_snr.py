@@ -73,12 +73,28 @@ class SNRPredictor(CompactEnhancer):
     ----------
     snr_clip : (float, float), default=(-20.0, 30.0)
         Range of the target (and predicted) frame SNR, dB.
+    n_linear, n_erb : int, default=64, 32
+        Band layout, as :class:`CompactEnhancer`'s.
     conv_channels, hidden_size, hidden_size2 : int, default=32, 48, 32
+        Widths of the convolution and the two GRU layers.
     snr_range : (float, float), default=(-10.0, 20.0)
         SNRs of the training mixtures (whole segment), dB.
-    Other parameters
-        As :class:`CompactEnhancer` (``noise_augment``, ``segment_seconds``,
-        ``max_epochs``, ``batch_size``, ``learning_rate``, ...).
+    noise_augment : float, default=0.5
+    segment_seconds : float, default=3.0
+    max_epochs : int, default=30
+    batch_size : int, default=32
+    learning_rate : float, default=3e-3
+    validation_fraction : float, default=0.1
+    patience : int, default=5
+    warm_start : bool, default=False
+    sr : int, default=16000
+    n_fft : int, default=512
+    hop_length : int, default=128
+    device : str, default="cpu"
+    n_threads : int or None, default=1
+    random_state : int, RandomState instance or None
+    verbose : int, default=0
+        As :class:`CompactEnhancer`'s.
 
     Attributes
     ----------
