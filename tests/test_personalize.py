@@ -195,3 +195,23 @@ def test_distillation_from_the_base_and_a_smaller_student(user):
     n_small = sum(p.numel() for p in small.student_.module_.parameters())
     assert n_small < sum(p.numel() for p in teacher.module_.parameters()) / 3
     assert small.denoise(noisy[0]).shape == noisy[0].shape
+
+
+@pytest.mark.slow
+def test_cli_personalize_then_denoise(user, tmp_path):
+    from pse_nmf._cli import main
+
+    noisy, _, _ = user
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    for i, y in enumerate(noisy):
+        pse_nmf.write_audio(folder / f"call{i}.wav", y, SR)
+    model = tmp_path / "me.npz"
+    assert main(["personalize", "--noisy", str(folder), "--method", "pseudo-se", "--no-purify", "--max-epochs", "1",
+                 "-o", str(model), "--quiet"]) == 0
+    assert isinstance(pse_nmf.load(model), CompactEnhancer)
+    out = tmp_path / "clean.wav"
+    assert main(["denoise", "-m", str(model), str(folder / "call0.wav"), "-o", str(out)]) == 0
+    assert pse_nmf.read_audio(out, sr=SR)[0].shape == noisy[0].shape
+    assert main(["personalize", "--noisy", str(folder), "--speech", str(folder / "call0.wav"), "-o",
+                 str(tmp_path / "x.npz")]) == 2  # --speech belongs to contrastive
