@@ -12,8 +12,10 @@ their test mixtures: ``--n-test`` utterances at -5, 0 and 5 dB with the odd-inde
 * rows: noisy, RNNoise, the pretrained generalist, the personal SemiSupervisedNMF (fitted on each amount of
   clean speech), PseudoSE with and without purification, self-distillation from the generalist
   (DistilledStudent, teacher = student = generalist), plain fine-tuning and ContrastiveMixtures on each amount
-  of clean speech, and with ``--oracle`` the fine-tuning on the test utterances' own clean speech;
-* SI-SDRi, PESQ, eSTOI; adaptation seconds per minute of noisy audio on one thread.
+  of clean speech, and with ``--oracle`` the limits: PseudoSE with the noisy recordings' own clean speech as
+  targets, and fine-tuning on the test utterances' own clean speech;
+* SI-SDRi, PESQ, eSTOI; adaptation seconds per minute of noisy audio on one thread (ContrastiveMixtures: its
+  stage 1 is run once per target and its time added to each amount's stage 2).
 
 Run ``OMP_NUM_THREADS=1 python benchmarks/personalize.py --quick`` (2 targets, amounts 0 and 3 s) or
 ``python benchmarks/personalize.py --speakers 8``. Progress to stderr, tables to stdout.
@@ -54,12 +56,12 @@ def log(*parts):
 
 
 def user_noisy(data, task, train_noise, seconds, seed):
-    """The target's noisy recordings: non-test utterances mixed with even-indexed clips (see the docstring)."""
+    """The target's noisy recordings and their clean speech (for the oracle): see the module docstring."""
     files = {Path(f).stem: f for f in pse_nmf.list_recordings(data / "speech")[task.speaker]}
     clean = [pse_nmf.read_audio(files[u], sr=SR)[0] for u in task.noisy_utterances] + list(task.enrollment)
     clips = [c for k in sorted(train_noise) for c in train_noise[k]]
     rng = np.random.RandomState(seed)
-    out, total, cache = [], 0, {}
+    out, used, total, cache = [], [], 0, {}
     for s in clean:
         if total >= seconds * SR:
             break
@@ -72,15 +74,73 @@ def user_noisy(data, task, train_noise, seconds, seed):
             except ValueError:
                 continue
             out.append(mix.astype(np.float32))
+            used.append(s)
             total += mix.size
             break
-    return out
+    return out, used
 
 
 def first_seconds(recordings, seconds):
     """The first ``seconds`` of a list of recordings, as one waveform."""
     y = np.concatenate(recordings)
     return y[: int(round(seconds * SR))]
+
+
+def report(rows, adapt, targets, args):
+    """Print the table (SI-SDRi, the paired difference to the generalist, PESQ, eSTOI, adaptation time)."""
+    order = list(dict.fromkeys(r["method"] for r in rows))
+    gen = {(r["speaker"], r["utterance"], r["snr_db"]): r for r in rows if r["method"] == "pretrained generalist"}
+    table = []
+    for name in order:
+        mr = [r for r in rows if r["method"] == name]
+        d = [r["si_sdri"] - gen[(r["speaker"], r["utterance"], r["snr_db"])]["si_sdri"] for r in mr]
+        ad = [a["seconds_per_noisy_min"] for a in adapt if a["method"] == name]
+        table.append({"method": name, "n": len(mr), "SI-SDRi": mean(r["si_sdri"] for r in mr),
+                      "±95%": ci95([r["si_sdri"] for r in mr]), "vs gen.": mean(d), "±95% ": ci95(d),
+                      "PESQ": mean(r["pesq"] for r in mr), "eSTOI": mean(r["estoi"] for r in mr),
+                      "s/noisy min": mean(ad) if ad else None})
+    cols = [("method", "method", ""), ("n", "n", ""), ("SI-SDRi", "SI-SDRi", "+.2f"), ("±95%", "±95%", ".2f"),
+            ("vs gen.", "vs generalist", "+.2f"), ("±95% ", "±95%", ".2f"), ("PESQ", "PESQ", ".2f"),
+            ("eSTOI", "eSTOI", ".3f"), ("s/noisy min", "adapt s / noisy min", ".1f")]
+    print(f"targets: {', '.join(targets)}; {args.n_test} test utterances x {len(SNRS)} SNRs each; noisy audio "
+          f"{mean(a['noisy_min'] for a in adapt) if adapt else 0:.2f} min per target; amounts {args.amounts} s")
+    print(format_table(table, cols))
+    key = lambda r: (r["speaker"], r["utterance"], r["snr_db"])  # noqa: E731
+    pairs = [("PseudoSE + purification", "PseudoSE")]
+    pairs += [(f"contrastive {a}", f"fine-tune {a}") for a in
+              sorted({m.split()[1] for m in order if m.startswith("contrastive ")}, key=lambda v: float(v[:-1]))]
+    lines = []
+    for a, b in pairs:
+        rb = {key(r): r for r in rows if r["method"] == b}
+        d = [r["si_sdri"] - rb[key(r)]["si_sdri"] for r in rows if r["method"] == a and key(r) in rb]
+        if d:
+            lines.append(f"  {a} - {b}: {mean(d):+.2f} dB (±{ci95(d):.2f}), better on "
+                         f"{mean(float(v > 0) for v in d):.0%} of {len(d)} mixtures")
+    if lines:
+        print("\npaired SI-SDRi differences")
+        print("\n".join(lines))
+    return table
+
+
+def combine(dirs):
+    """Merge the mixtures.csv and adaptation.csv of several runs (e.g. targets split over two processes)."""
+    import csv
+    import json
+
+    rows, adapt, targets = [], [], []
+    for d in dirs:
+        d = Path(d)
+        with open(d / "mixtures.csv", newline="") as f:
+            rows += [{k: (v if k in ("method", "speaker", "utterance") else float(v)) for k, v in r.items()}
+                     for r in csv.DictReader(f)]
+        with open(d / "adaptation.csv", newline="") as f:
+            adapt += [{k: (v if k in ("method", "speaker") else float(v)) for k, v in r.items()}
+                      for r in csv.DictReader(f)]
+        summary = json.loads((d / "summary.json").read_text())
+        targets += summary["targets"]
+        args = argparse.Namespace(**summary["args"])
+    print(f"combined runs: {', '.join(str(d) for d in dirs)}")
+    return report(rows, adapt, targets, args)
 
 
 def run(args):
@@ -104,18 +164,20 @@ def run(args):
     kw = dict(random_state=args.seed)
     if args.max_epochs is not None:
         kw["max_epochs"] = args.max_epochs
+    if args.learning_rate is not None:
+        kw["learning_rate"] = args.learning_rate
     for k, (spk, ts) in enumerate(zip(targets, seeds)):
         task, _ = make_task(data, test_noise, spk, args.n_test, 0.0, 30.0, ts, int(speakers[spk]["n_utts"]))
-        noisy = user_noisy(data, task, train_noise, args.noisy_seconds, ts + 1)
+        noisy, noisy_clean = user_noisy(data, task, train_noise, args.noisy_seconds, ts + 1)
         minutes = sum(y.size for y in noisy) / SR / 60
         models = {"RNNoise": rnnoise, "pretrained generalist": generalist}
 
-        def adapted(name, make, amount):
+        def adapted(name, make, amount, extra=0.0):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
                 model = make()
-                sec = time.perf_counter() - t0
+                sec = time.perf_counter() - t0 + extra
             adapt.append({"method": name, "speaker": spk, "clean_s": amount, "noisy_min": minutes,
                           "seconds": sec, "seconds_per_noisy_min": sec / minutes})
             log(f"  {name}: {sec:.1f} s ({sec / minutes:.1f} s per minute of noisy audio)")
@@ -125,11 +187,22 @@ def run(args):
             adapted("PseudoSE", lambda: PseudoSE(**kw).fit(noisy, noise=noise_audio), 0.0)
         if "purify" in methods:
             adapted("PseudoSE + purification", lambda: PseudoSE(purify=True, **kw).fit(noisy, noise=noise_audio), 0.0)
+        if args.oracle and "pseudo" in methods:
+            adapted("oracle PseudoSE (clean targets)", lambda: PseudoSE(**kw).fit(noisy_clean, noise=noise_audio), 0.0)
         if "distill" in methods:
             adapted("distilled from generalist", lambda: DistilledStudent(
                 None, generalist, max_epochs=args.max_epochs or 8, patience=3, learning_rate=3e-4, batch_size=8,
                 segment_seconds=3.0, validation_fraction=0.2, random_state=args.seed).fit(noisy, noise=noise_audio),
                 0.0)
+        stage1 = None
+        if "contrastive" in methods and any(a > 0 for a in amounts):
+            # stage 1 does not depend on the clean speech: run once, time it once, add it to every amount's time
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stage1 = ContrastiveMixtures(max_epochs=0, **kw).fit(noisy, noise=noise_audio)
+            stage1_s = time.perf_counter() - t0
+            log(f"  contrastive stage 1: {stage1_s:.1f} s")
         for a in amounts:
             if a <= 0:
                 continue
@@ -140,12 +213,17 @@ def run(args):
                 adapted(f"fine-tune {a:g}s", lambda: ContrastiveMixtures(pretrain_epochs=0, **kw).fit(
                     noisy, speech=clean, noise=noise_audio), a)
             if "contrastive" in methods:
-                adapted(f"contrastive {a:g}s", lambda: ContrastiveMixtures(**kw).fit(
-                    noisy, speech=clean, noise=noise_audio), a)
+                # the same split and seeds as one fit with both stages (the random draws do not depend on
+                # pretrain_epochs), so this is stage 2 of ContrastiveMixtures(**kw).fit(noisy, speech=clean, ...)
+                adapted(f"contrastive {a:g}s", lambda: ContrastiveMixtures(stage1.student_, pretrain_epochs=0, **kw)
+                        .fit(noisy, speech=clean, noise=noise_audio), a, extra=stage1_s)
             if args.oracle:
                 test_clean = first_seconds([m.speech for m in task.test if m.snr_db == 0.0], a)
                 adapted(f"oracle fine-tune {a:g}s (test speech)", lambda: ContrastiveMixtures(pretrain_epochs=0, **kw)
                         .fit(noisy, speech=test_clean, noise=noise_audio), a)
+                test_noise_audio = [m.noise for m in task.test if m.snr_db == 0.0]
+                adapted(f"oracle fine-tune {a:g}s (test speech + test noise)", lambda: ContrastiveMixtures(
+                    pretrain_epochs=0, **kw).fit(noisy, speech=test_clean, noise=test_noise_audio), a)
         for m in task.test:
             mix = _score(m.mixture, m.speech)
             rows.append({"method": "noisy", "speaker": spk, "snr_db": m.snr_db, "utterance": m.utterance,
@@ -157,22 +235,7 @@ def run(args):
         mine = [r for r in rows if r["speaker"] == spk]
         log(f"[{k + 1}/{len(targets)}] {spk} ({minutes:.2f} min noisy): " + ", ".join(
             f"{n} {mean(r['si_sdri'] for r in mine if r['method'] == n):+.2f}" for n in ["noisy", *models]))
-    order = list(dict.fromkeys(r["method"] for r in rows))
-    gen = {(r["speaker"], r["utterance"], r["snr_db"]): r for r in rows if r["method"] == "pretrained generalist"}
-    table = []
-    for name in order:
-        mr = [r for r in rows if r["method"] == name]
-        d = [r["si_sdri"] - gen[(r["speaker"], r["utterance"], r["snr_db"])]["si_sdri"] for r in mr]
-        ad = [a["seconds_per_noisy_min"] for a in adapt if a["method"] == name]
-        table.append({"method": name, "n": len(mr), "SI-SDRi": mean(r["si_sdri"] for r in mr),
-                      "±95%": ci95([r["si_sdri"] for r in mr]), "vs gen.": mean(d), "±95% ": ci95(d),
-                      "PESQ": mean(r["pesq"] for r in mr), "eSTOI": mean(r["estoi"] for r in mr),
-                      "s/noisy min": mean(ad) if ad else None})
-    cols = [("method", "{}"), ("n", "{}"), ("SI-SDRi", "{:+.2f}"), ("±95%", "{:.2f}"), ("vs gen.", "{:+.2f}"),
-            ("±95% ", "{:.2f}"), ("PESQ", "{:.2f}"), ("eSTOI", "{:.3f}"), ("s/noisy min", "{:.1f}")]
-    print(f"targets: {', '.join(targets)}; {args.n_test} test utterances x {len(SNRS)} SNRs each; noisy audio "
-          f"{mean(a['noisy_min'] for a in adapt) if adapt else 0:.2f} min per target; amounts {args.amounts} s")
-    print(format_table(table, cols))
+    table = report(rows, adapt, targets, args)
     total = time.perf_counter() - t_start
     print(f"\ntotal wall time {total:.0f} s ({total / 60:.1f} min)")
     write_csv(rows, out / "mixtures.csv")
@@ -194,9 +257,15 @@ def main(argv=None):
     p.add_argument("--amounts", default=None, help="clean seconds, comma-separated [default 0,3,10,30; 0,3 quick]")
     p.add_argument("--methods", default="pseudo,purify,distill,ssnmf,finetune,contrastive")
     p.add_argument("--max-epochs", type=int, default=None)
-    p.add_argument("--oracle", action="store_true", help="also fine-tune on the test utterances' clean speech")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--oracle", action="store_true",
+                   help="also PseudoSE with the noisy recordings' clean speech as targets, and fine-tuning on the "
+                   "test utterances' own clean speech")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--combine", nargs="+", default=None, metavar="DIR", help="only merge and print earlier runs")
     args = p.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
     if args.speakers is None:
         args.speakers = "2" if args.quick else "8"
     if args.amounts is None:

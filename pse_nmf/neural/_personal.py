@@ -328,14 +328,16 @@ class PseudoSE(_Personalizer):
         Length of the training examples.
     loss_segment_seconds : float, default=0.5
         Segments of the segmental loss.
-    max_epochs : int, default=8
+    max_epochs : int, default=4
         0 returns a copy of the student unchanged.
     epoch_seconds : float, default=240.0
         Audio per epoch: the recordings are repeated (new crops, noise and
         SNR each time) to about this length.
     batch_size : int, default=16
-    learning_rate : float, default=3e-4
-        A tenth of the generalist's peak rate: fine-tuning, not retraining.
+    learning_rate : float, default=1e-4
+        A thirtieth of the generalist's peak rate: fine-tuning, not
+        retraining (at 3e-4 and 8 epochs the noisy targets pulled the
+        generalist far below its start; ``docs/personalization.md``).
     validation_fraction : float, default=0.2
         Share of the noisy recordings held out for early stopping.
     patience : int, default=3
@@ -386,8 +388,8 @@ class PseudoSE(_Personalizer):
     }
 
     def __init__(self, student=None, *, purify=False, snr_predictor=None, snr_range=(-5.0, 10.0), noise_augment=0.5,
-                 segment_seconds=3.0, loss_segment_seconds=0.5, max_epochs=8, epoch_seconds=240.0, batch_size=16,
-                 learning_rate=3e-4, validation_fraction=0.2, patience=3, random_state=None, verbose=0):
+                 segment_seconds=3.0, loss_segment_seconds=0.5, max_epochs=4, epoch_seconds=240.0, batch_size=16,
+                 learning_rate=1e-4, validation_fraction=0.2, patience=3, random_state=None, verbose=0):
         self.student = student
         self.purify = purify
         self.snr_predictor = snr_predictor
@@ -528,7 +530,7 @@ class ContrastiveMixtures(_Personalizer):
     positive_weight, negative_weight : float, default=0.5, 1.0
     pretrain_epochs : int, default=4
         Stage-1 epochs (of ``epoch_seconds``); 0 skips it.
-    max_epochs : int, default=6
+    max_epochs : int, default=4
         Stage-2 epochs (of ``epoch_seconds`` of clean-speech examples); 0
         skips it.
     speech_segment_seconds : float, default=1.0
@@ -541,7 +543,7 @@ class ContrastiveMixtures(_Personalizer):
     loss_segment_seconds : float, default=0.5
     epoch_seconds : float, default=240.0
     batch_size : int, default=16
-    learning_rate : float, default=3e-4
+    learning_rate : float, default=1e-4
     validation_fraction : float, default=0.2
     patience : int, default=3
     random_state : int, RandomState instance or None
@@ -583,9 +585,9 @@ class ContrastiveMixtures(_Personalizer):
         "speech_segment_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, student=None, *, positive_weight=0.5, negative_weight=1.0, pretrain_epochs=4, max_epochs=6,
+    def __init__(self, student=None, *, positive_weight=0.5, negative_weight=1.0, pretrain_epochs=4, max_epochs=4,
                  snr_range=(-5.0, 10.0), noise_augment=0.5, segment_seconds=3.0, loss_segment_seconds=0.5,
-                 speech_segment_seconds=1.0, epoch_seconds=240.0, batch_size=16, learning_rate=3e-4,
+                 speech_segment_seconds=1.0, epoch_seconds=240.0, batch_size=16, learning_rate=1e-4,
                  validation_fraction=0.2, patience=3, random_state=None, verbose=0):
         self.student = student
         self.positive_weight = positive_weight
