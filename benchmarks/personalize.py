@@ -11,7 +11,8 @@ their test mixtures: ``--n-test`` utterances at -5, 0 and 5 dB with the odd-inde
 * the noise added by the adaptations (``noise=``): the even-indexed clips;
 * rows: noisy, RNNoise, the pretrained generalist, the personal SemiSupervisedNMF (fitted on each amount of
   clean speech), PseudoSE with and without purification, self-distillation from the generalist
-  (DistilledStudent, teacher = student = generalist), plain fine-tuning and ContrastiveMixtures on each amount
+  (DistilledStudent, teacher = student = generalist), with ``--methods ...,small`` a new student of a quarter
+  of the generalist's size distilled from it on the noisy recordings alone, plain fine-tuning and ContrastiveMixtures on each amount
   of clean speech, and with ``--oracle`` the limits: PseudoSE with the noisy recordings' own clean speech as
   targets, and fine-tuning on the test utterances' own clean speech;
 * SI-SDRi, PESQ, eSTOI; adaptation seconds per minute of noisy audio on one thread (ContrastiveMixtures: its
@@ -194,6 +195,14 @@ def run(args):
                 None, generalist, max_epochs=args.max_epochs or 8, patience=3, learning_rate=3e-4, batch_size=8,
                 segment_seconds=3.0, validation_fraction=0.2, random_state=args.seed).fit(noisy, noise=noise_audio),
                 0.0)
+        if "small" in methods:  # the "lossless compression" attempt: a new, smaller network on the teacher's outputs
+            from pse_nmf.neural import CompactEnhancer
+
+            small = CompactEnhancer(conv_channels=32, hidden_size=48, hidden_size2=32, random_state=args.seed)
+            adapted("small student (26k) distilled", lambda: DistilledStudent(
+                small, generalist, max_epochs=args.small_epochs, patience=5, learning_rate=3e-3, batch_size=8,
+                segment_seconds=3.0, validation_fraction=0.2, random_state=args.seed).fit(noisy, noise=noise_audio),
+                0.0)
         stage1 = None
         if "contrastive" in methods and any(a > 0 for a in amounts):
             # stage 1 does not depend on the clean speech: run once, time it once, add it to every amount's time
@@ -258,6 +267,7 @@ def main(argv=None):
     p.add_argument("--methods", default="pseudo,purify,distill,ssnmf,finetune,contrastive")
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--small-epochs", type=int, default=40, help="epochs of the small distilled student [40]")
     p.add_argument("--oracle", action="store_true",
                    help="also PseudoSE with the noisy recordings' clean speech as targets, and fine-tuning on the "
                    "test utterances' own clean speech")
