@@ -1,4 +1,4 @@
-"""Command line interface: ``pse-nmf fit | fit-many | train | denoise | evaluate | demo``.
+"""Command line interface: ``pse-nmf fit | fit-many | train | personalize | denoise | evaluate | demo``.
 
 ``main(argv)`` returns the exit status instead of exiting, so it can be
 called in-process (tests, notebooks): 0 on success, 1 on an error with a
@@ -280,6 +280,7 @@ def _build_parser():
     p.add_argument("--noise", default=None, metavar="TYPE", help="example noise type (default: street_tram_bus)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(handler=_cmd_demo)
+    _add_personalize(sub)
     return parser
 
 
@@ -730,6 +731,79 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+# -- personalize (issue 16; a self-contained block) ------------------------------------------------------
+_PERSONALIZE_METHODS = ("pseudo-se", "contrastive", "distill")
+
+
+def _add_personalize(sub):
+    p = sub.add_parser("personalize", help="adapt the pretrained generalist to one user's noisy recordings",
+                       description="Personalize the pretrained neural generalist on your own noisy recordings "
+                       "(no clean speech needed; a few seconds of clean speech help 'contrastive') and save the "
+                       "adapted model; 'pse-nmf denoise -m MODEL.npz' then uses it. Methods: pseudo-se "
+                       "(noisy-target training, with the SNR predictor's purification unless --no-purify), "
+                       "contrastive (contrastive mixtures, then fine-tuning on --speech), distill (the "
+                       "generalist's own outputs as targets, with added noise). Needs the neural extra.")
+    p.add_argument("--noisy", nargs="+", required=True, metavar="NOISY",
+                   help="your noisy recordings: files and/or folders (searched recursively)")
+    p.add_argument("--speech", nargs="+", default=None, metavar="CLEAN",
+                   help="a few seconds of your clean speech (contrastive; at least 1 s)")
+    p.add_argument("--method", choices=_PERSONALIZE_METHODS, default="pseudo-se", help="(default: pseudo-se)")
+    p.add_argument("--noise", nargs="+", default=None, metavar="NOISE",
+                   help="noise mixed into the recordings while adapting (default: the example noise shipped "
+                   "in the package)")
+    p.add_argument("--no-purify", action="store_true", help="pseudo-se without the SNR weighting")
+    p.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(handler=_cmd_personalize)
+
+
+def _cmd_personalize(args):
+    neural = _neural()
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
+    _atomic_target(out, args.overwrite)
+    if args.method != "contrastive" and args.speech is not None:
+        raise _CommandError(f"--speech is used by --method contrastive only, not {args.method}")
+
+    def source(items):
+        return items[0] if len(items) == 1 else list(items)
+
+    if args.noise is not None:
+        noise = source(args.noise)
+    else:
+        from .datasets import load_example
+
+        noise = load_example().noise
+    kw = {"random_state": args.seed}
+    if args.max_epochs is not None:
+        kw["max_epochs"] = args.max_epochs
+    noisy = source(args.noisy)
+    import contextlib
+
+    from .neural import _engine
+
+    quiet = _engine.quiet_progress() if args.quiet else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with quiet:
+        if args.method == "pseudo-se":
+            model = neural.PseudoSE(purify=not args.no_purify, **kw).fit(noisy, noise=noise)
+        elif args.method == "contrastive":
+            speech = None if args.speech is None else source(args.speech)
+            model = neural.ContrastiveMixtures(**kw).fit(noisy, speech=speech, noise=noise)
+        else:
+            teacher = neural.pretrained("generalist")
+            model = neural.DistilledStudent(None, teacher, learning_rate=3e-4, batch_size=8, segment_seconds=3.0,
+                                            patience=3, validation_fraction=0.2,
+                                            **{"max_epochs": 8, **kw}).fit(noisy, noise=noise)
+    model.save(out, overwrite=args.overwrite)
+    print(f"personalized the generalist ({args.method}) in {time.perf_counter() - t0:.1f} s -> {out}")
+    return 0
+
+
 def main(argv=None):
     """Run the command line interface.
 
@@ -750,7 +824,8 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: choose a command: fit, fit-many, train, denoise, evaluate or demo", file=sys.stderr)
+        print(f"{PROG}: error: choose a command: fit, fit-many, train, personalize, denoise, evaluate or demo",
+              file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning  # restored by catch_warnings

@@ -68,6 +68,7 @@ _OPTIONAL_ESTIMATORS = {
     "SparseMixtureOfExperts": "pse_nmf.neural",
     "SpeakerEmbedding": "pse_nmf.neural",
     "AutoencoderSelector": "pse_nmf.neural",
+    "SNRPredictor": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 

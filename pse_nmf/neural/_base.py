@@ -315,7 +315,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         validate = (lambda: self._evaluate(valid_pairs, device, loss_fn)) if valid_pairs else None
         result = fit_loop(
             self.module_, self.optimizer_, batches=batches, loss=loss_fn, validate=validate, mode="min",
-            max_epochs=self.max_epochs, patience=self.patience, tol=self.tol, grad_clip=_GRAD_CLIP,
+            max_epochs=self.max_epochs, patience=self.patience, tol=getattr(self, "tol", 0.0), grad_clip=_GRAD_CLIP,
             name=type(self).__name__, verbose=self.verbose,
         )
         self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"],
@@ -327,7 +327,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         if not result.stopped:
             warnings.warn(
                 f"Maximum number of epochs {self.max_epochs} reached before early stopping "
-                f"(patience={self.patience}, tol={self.tol}). Increase max_epochs to improve convergence.",
+                f"(patience={self.patience}). Increase max_epochs to improve convergence.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
