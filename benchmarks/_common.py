@@ -112,7 +112,8 @@ def take_seconds(speech_root, speaker, seconds, seed, sr=16000):
     -------
     list of ndarray of shape (n_samples,)
     """
-    from pse_nmf import list_recordings, read_audio
+    from pse_nmf.audio import read_audio
+    from pse_nmf.datasets import list_recordings
 
     files = list_recordings(speech_root)[speaker]
     rng = np.random.RandomState(seed)

@@ -1,24 +1,29 @@
-"""How much enrollment speech SemiSupervisedNMF needs before it beats the noisy input.
+"""How much enrollment speech the dictionary denoisers need before they beat the noisy input.
 
-The measurement behind ``SemiSupervisedNMF(min_seconds=3.0)`` and the grey-zone
-warning below 10 s (issue 19). For each speaker, the first ``d`` seconds of a
-30 s enrollment (``make_personalization_task``, seed 0) fit a model with
-default settings except ``n_components`` and ``min_seconds=0``; the model
-denoises 3 test utterances at 0 and 5 dB. Printed: SI-SDR improvement (mean,
+The measurement behind ``min_seconds=3.0`` and the grey-zone warning below 10 s
+(issue 19). For each speaker, the first ``d`` seconds of a 30 s enrollment
+(``make_personalization_task``, seed 0) fit a model with default settings
+except ``n_components`` (SemiSupervisedNMF only) and ``min_seconds=0``; the
+model denoises 3 test utterances at 0 and 5 dB. ``--estimator USM`` fits the
+universal model once on 10 s of each other speaker of the data set and
+``personalize``s it with the enrollment. Printed: SI-SDR improvement (mean,
 worst) and the share of mixtures made worse than the input.
 
-    python benchmarks/enrollment.py                  # 64 atoms (the default), ~1 min
+    python benchmarks/enrollment.py                  # SemiSupervisedNMF, 64 atoms (the default), ~1 min
     python benchmarks/enrollment.py --n-components 16
+    python benchmarks/enrollment.py --estimator MLD  # also ExemplarNMF, USM
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import warnings
 
 import numpy as np
 
 import pse_nmf
+from pse_nmf.metrics import si_sdr
 from _common import DEFAULT_DATA, check_data
 
 SPEAKERS = ["so762_0003", "so762_0053", "so762_0560", "so762_0736"]
@@ -29,20 +34,34 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--n-components", type=int, default=64)
+    parser.add_argument("--estimator", default="SemiSupervisedNMF",
+                        choices=["SemiSupervisedNMF", "MLD", "ExemplarNMF", "USM"])
     args = parser.parse_args()
     data = check_data(args.data)
     warnings.simplefilter("ignore")  # grey-zone and convergence warnings: the point is to measure them
     rows = {d: [] for d in DURATIONS}
+    universal = None
+    if args.estimator == "USM":
+        speech = pse_nmf.datasets.load_recordings(data / "speech")
+        others = {spk: [np.concatenate(clips)[: 10 * 16000]] for spk, clips in speech.items() if spk not in SPEAKERS}
+        universal = pse_nmf.USM(random_state=0).fit(others)
     for spk in SPEAKERS:
-        task = pse_nmf.make_personalization_task(data / "speech", data / "noise", spk, enroll_seconds=30,
+        task = pse_nmf.datasets.make_personalization_task(data / "speech", data / "noise", spk, enroll_seconds=30,
                                                  snrs=(0, 5), n_test=3, random_state=0)
         enroll = np.concatenate(task.enrollment)
         for d in DURATIONS:
-            model = pse_nmf.SemiSupervisedNMF(n_components=args.n_components, min_seconds=0, random_state=0)
-            model.fit(enroll[: int(d * 16000)])
+            x = enroll[: int(d * 16000)]
+            if args.estimator == "SemiSupervisedNMF":
+                model = pse_nmf.SemiSupervisedNMF(n_components=args.n_components, min_seconds=0, random_state=0).fit(x)
+            elif args.estimator == "USM":
+                model = copy.deepcopy(universal).set_params(min_seconds=0).personalize(x, "target")
+            else:
+                model = getattr(pse_nmf, args.estimator)(min_seconds=0, random_state=0).fit(x)
             for m in task.test:
-                rows[d].append(pse_nmf.si_sdr(model.denoise(m.mixture), m.speech) - pse_nmf.si_sdr(m.mixture, m.speech))
-    print(f"SemiSupervisedNMF(n_components={args.n_components}), {len(SPEAKERS)} speakers x 6 mixtures")
+                rows[d].append(si_sdr(model.denoise(m.mixture), m.speech) - si_sdr(m.mixture, m.speech))
+    what = f"SemiSupervisedNMF(n_components={args.n_components})" if args.estimator == "SemiSupervisedNMF" \
+        else f"{args.estimator} (defaults)"
+    print(f"{what}, {len(SPEAKERS)} speakers x 6 mixtures")
     for d in DURATIONS:
         r = np.array(rows[d])
         print(f"{d:5.2f} s  SI-SDRi mean {r.mean():+6.2f} dB  worst {r.min():+6.2f}  worse than input {np.mean(r < 0):.0%}")

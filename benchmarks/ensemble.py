@@ -6,7 +6,7 @@ Protocol:
   of ``quality.py`` and ``neural.py`` (:func:`_common.pick_targets`);
 * noise clips split as in ``neural.py``: odd-indexed clips of every type make the test mixtures, the
   even-indexed ones the validation mixtures;
-* per target, :func:`pse_nmf.make_personalization_task` (seeded per speaker) gives 30 s of clean
+* per target, :func:`pse_nmf.datasets.make_personalization_task` (seeded per speaker) gives 30 s of clean
   enrollment and ``--n-test`` test utterances mixed at -5, 0 and 5 dB with odd-indexed clips; the same
   call with the even-indexed clips and ``--n-test + --n-valid`` utterances (the same seed, so the same
   enrollment and utterance order) gives ``--n-valid`` *other* utterances mixed with other clips: the
@@ -59,7 +59,7 @@ ROWS = ("noisy", "oracle IRM", NMF, RNN, EQUAL, FITTED)
 
 def split_noise(data):
     """Noise clips per type: even-indexed ones (validation here), odd-indexed ones (test), as in neural.py."""
-    clips = pse_nmf.list_recordings(data / "noise")
+    clips = pse_nmf.datasets.list_recordings(data / "noise")
     even = {k: v[0::2] for k, v in clips.items()}
     odd = {k: v[1::2] for k, v in clips.items() if len(v) >= 2}
     return even, odd
@@ -67,9 +67,9 @@ def split_noise(data):
 
 def tasks(data, even, odd, speaker, args, seed):
     """The test task and the validation mixtures (other utterances, other clips) of one target."""
-    test = pse_nmf.make_personalization_task(data / "speech", odd, speaker, enroll_seconds=args.enroll_seconds,
+    test = pse_nmf.datasets.make_personalization_task(data / "speech", odd, speaker, enroll_seconds=args.enroll_seconds,
                                              snrs=SNRS, n_test=args.n_test, random_state=seed)
-    more = pse_nmf.make_personalization_task(data / "speech", even, speaker, enroll_seconds=args.enroll_seconds,
+    more = pse_nmf.datasets.make_personalization_task(data / "speech", even, speaker, enroll_seconds=args.enroll_seconds,
                                              snrs=SNRS, n_test=args.n_test + args.n_valid, random_state=seed)
     if more.enrollment_utterances != test.enrollment_utterances:
         raise SystemExit(f"{speaker}: the two tasks enrolled different utterances (expected the same shuffle)")
@@ -107,10 +107,10 @@ def run(args):
         weights[spk] = {"nmf": float(fitted.weights_[0]), "rnnoise": float(fitted.weights_[1]),
                         "validation_si_sdr": fitted.validation_score_, "n_valid_mixtures": len(valid)}
         for t in task.test:
-            base = pse_nmf.si_sdr(t.mixture, t.speech)
+            base = pse_nmf.metrics.si_sdr(t.mixture, t.speech)
             outputs = {
                 "noisy": t.mixture,
-                "oracle IRM": pse_nmf.oracle_mask_denoise(t.mixture, t.speech),
+                "oracle IRM": pse_nmf.audio.oracle_mask_denoise(t.mixture, t.speech),
                 NMF: nmf.denoise(t.mixture),
                 RNN: rnn.denoise(t.mixture),
                 EQUAL: equal.denoise(t.mixture),
@@ -119,7 +119,7 @@ def run(args):
             for name, est in outputs.items():
                 rows.append({"speaker": spk, "utterance": t.utterance, "noise_type": t.noise_type,
                              "noise_clip": t.noise_clip, "snr_db": t.snr_db, "method": name,
-                             "si_sdr_in": base, "si_sdri": pse_nmf.si_sdr(est, t.speech) - base})
+                             "si_sdr_in": base, "si_sdri": pse_nmf.metrics.si_sdr(est, t.speech) - base})
         line = ", ".join(f"{name} {mean(r['si_sdri'] for r in rows if r['speaker'] == spk and r['method'] == name):+.2f}"
                          for name in ROWS[2:])
         print(f"[{k + 1}/{len(targets)}] {spk}: SI-SDRi {line} dB; fitted weights nmf {fitted.weights_[0]:.2f} / "

@@ -6,7 +6,7 @@ figures are comparable with it:
 * the same seeded, gender-stratified target speakers (8, or 2 with ``--quick``);
 * the same noise split: even-indexed clips of every type train the old GRU generalist, odd-indexed clips
   make the test mixtures;
-* per target, the same test mixtures (``neural.make_task``: :func:`pse_nmf.make_personalization_task`
+* per target, the same test mixtures (``neural.make_task``: :func:`pse_nmf.datasets.make_personalization_task`
   with ``--n-test`` utterances at -5, 0 and 5 dB) and the same 30 s of clean enrollment, used by the
   personal SemiSupervisedNMF only;
 * rows: the noisy input, the oracle ratio mask (ceiling), RNNoise (:class:`pse_nmf.RNNoiseEnhancer`),
@@ -14,7 +14,9 @@ figures are comparable with it:
   ``neural.py``'s cache, exactly as there), the pretrained generalist (``pse_nmf.neural.pretrained(
   "generalist")``, or ``--generalist PATH``), and any ``--extra NAME=PATH`` saved models;
 * SI-SDRi, wide-band PESQ, eSTOI, parameters, MMAC/s and the real-time factor on one thread; a 10 s input
-  timed separately, and the first call of the generalist (and of RNNoise) in a fresh process.
+  timed separately, and the first call of the generalist (and of RNNoise) in a fresh process;
+* with ``--dnsmos``, the no-reference DNSMOS P.835 scores (``pse_nmf.metrics.dnsmos``: sig, bak, ovrl, p808) of
+  every row's output, the scores a user without clean references would see.
 
 Run ``python benchmarks/generalist.py --quick`` (2 speakers) or ``python benchmarks/generalist.py``.
 Progress goes to stderr, the tables to stdout.
@@ -85,6 +87,8 @@ REFERENCE_ROWS = ("noisy", "oracle IRM")
 TIMING_SECONDS = 10.0
 TIMING_REPEATS = 3
 
+
+DNSMOS_KEYS = ("sig", "bak", "ovrl", "p808")
 
 def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
@@ -268,7 +272,7 @@ def run(args):
         _count(caught, wcounts)
         fit_s.append(t_fit)
         enhancers = {"noisy": lambda m: m.mixture,
-                     "oracle IRM": lambda m: pse_nmf.oracle_mask_denoise(m.mixture, m.speech)}
+                     "oracle IRM": lambda m: pse_nmf.audio.oracle_mask_denoise(m.mixture, m.speech)}
         for name in order[2:]:
             if name == PERSONAL:
                 enhancers[name] = lambda m, p=personal: p.denoise(m.mixture, sr=SR)
@@ -296,6 +300,8 @@ def run(args):
                     "si_sdri": s["si_sdr"] - mix["si_sdr"], "pesq": s["pesq"], "estoi": s["estoi"],
                     "pesq_mixture": mix["pesq"], "estoi_mixture": mix["estoi"], "enhance_s": seconds,
                 })
+                if args.dnsmos:  # no-reference P.835 scores (pse_nmf.metrics.dnsmos), of this output alone
+                    rows[-1].update({f"dnsmos_{k}": v for k, v in pse_nmf.metrics.dnsmos(est, SR).items()})
         mine = [r for r in rows if r["speaker"] == spk]
         parts = ", ".join(f"{name} {mean(r['si_sdri'] for r in mine if r['method'] == name):+.2f}"
                           for name in enhancers if name not in REFERENCE_ROWS)
@@ -371,6 +377,9 @@ def summarize(rows, order, costs, enhance_s, audio_s, rtf10, first):
         }
         for snr in SNRS:
             s[f"si_sdri@{snr:g}"] = mean(r["si_sdri"] for r in mr if r["snr_db"] == snr)
+        for key in DNSMOS_KEYS:
+            if all(f"dnsmos_{key}" in r for r in mr):
+                s[f"dnsmos_{key}"] = mean(r[f"dnsmos_{key}"] for r in mr)
         out[name] = s
     return out
 
@@ -428,10 +437,12 @@ def format_checks(checks):
 
 def report(rows, summary, targets, n_test, extras):
     snr_cols = [(f"si_sdri@{s:g}", f"@{s:+g}dB", "+.2f") for s in SNRS]
+    dnsmos_cols = [(f"dnsmos_{k}", f"DNSMOS {k}", ".2f") for k in DNSMOS_KEYS
+                   if any(f"dnsmos_{k}" in s for s in summary.values())]
     parts = [format_table(
         [{"method": name, **s} for name, s in summary.items()],
         [("method", "method", "s"), ("n", "n", "d"), ("si_sdri", "SI-SDRi", "+.2f"), ("si_sdri_ci95", "±95%", ".2f"),
-         *snr_cols, ("pesq", "PESQ", ".2f"), ("estoi", "eSTOI", ".3f"), ("parameters", "params", "d"),
+         *snr_cols, ("pesq", "PESQ", ".2f"), ("estoi", "eSTOI", ".3f"), *dnsmos_cols, ("parameters", "params", "d"),
          ("mmacs_per_second", "MMAC/s", ".1f"), ("rtf", "RTF", ".4f"), ("rtf_10s", "RTF 10s", ".4f")],
         title=(f"Generalist: {len(targets)} target(s) x {n_test} utterance(s) x {len(SNRS)} SNRs (means; SI-SDRi "
                "dB; PESQ wide band; MMAC/s = 1e6 multiply-accumulates per second of audio; RTF = enhancement time "
@@ -488,6 +499,8 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int, default=5, help="old GRU generalist: early-stopping patience [default 5]")
     p.add_argument("--no-cache", action="store_true",
                    help="train the old GRU generalist even if cached (and do not cache)")
+    p.add_argument("--dnsmos", action="store_true",
+                   help="add DNSMOS P.835 columns (sig, bak, ovrl, p808; no reference; needs the dnsmos extra)")
     p.add_argument("--quick", action="store_true", help="2 speakers, smaller old generalist's training")
     args = p.parse_args(argv)
     if args.speakers is None:

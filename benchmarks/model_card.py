@@ -28,6 +28,13 @@ ARCHITECTURE = (
     "Streamable frame by frame (module_.step); latency one STFT frame (32 ms)."
 )
 
+ARCHITECTURE_SNR = (
+    "SNRPredictor: CompactEnhancer's front end and body with smaller layers and one output per frame. STFT "
+    "512 / hop 128 at 16 kHz; 64 low bins + 32 ERB bands; log band powers relative to a causal running level "
+    "-> causal Conv1d over 2 frames (96 -> 32, PReLU) -> GRU 32 -> 48 -> GRU 48 -> 32 -> linear 32 -> 1: the "
+    "SNR in dB of the STFT frame (speech to noise energy over all bins), clipped to [-20, 30] dB. Causal."
+)
+
 TRAINING_DATA = {
     "speech": "../shared/pretrain: 116 speakers of speechocean762 (49 adults, 67 children; 58 M / 58 F), "
               "2,320 utterances, 2.73 h, 16 kHz, none of them in the developer set ../shared/data",
@@ -38,7 +45,7 @@ TRAINING_DATA = {
     "validation": "2 utterances of each of the 24 developer-set speakers that are not benchmark targets, mixed "
                   "once at -5 / 0 / 5 dB with the training noise (early stopping on their mean SI-SDR)",
     "mixing": "on the fly: every epoch a new random 3 s segment of every utterance, a random noise excerpt, "
-              "SNR uniform in [-5, 15] dB, mixture level uniform in [-40, -15] dBFS",
+              "SNR uniform in [-5, 15] dB (SNRPredictor: [-10, 20] dB), mixture level uniform in [-40, -15] dBFS",
 }
 
 LICENCE = {
@@ -135,13 +142,14 @@ def main(argv=None):
         out.write_text(json.dumps(card, indent=2) + "\n")
         print(f"wrote {out}")
         return
+    snr = type(model).__name__ == "SNRPredictor"
     card = {
         "name": args.name or args.model.stem,
         "file": args.model.name,
         "sha256": sha256(args.model),
         "estimator": type(model).__name__,
         "params": json.loads(json.dumps(model.get_params(), default=list)),
-        "architecture": ARCHITECTURE,
+        "architecture": ARCHITECTURE_SNR if snr else ARCHITECTURE,
         "parameters": c["parameters"],
         "macs_per_frame": c["macs_per_frame"],
         "frames_per_second": c["frames_per_second"],
@@ -156,11 +164,13 @@ def main(argv=None):
         "training": {
             "epochs": training["epochs"], "best_epoch": training["best_epoch"],
             "epoch_seconds_total": training["epoch_seconds_total"],
-            "loss": model.loss, "optimizer": "Adam, cosine schedule after a 2-epoch warm-up, gradient norm clip 5",
+            "loss": "MSE of the frame SNR in units of 10 dB" if snr else model.loss, "optimizer": "Adam, cosine schedule after a 2-epoch warm-up, gradient norm clip 5",
             "threads": model.n_threads, "machine": training.get("machine"), "torch": training.get("torch"),
-            "valid_si_sdr_db_per_epoch": [round(h["valid_loss"], 3) for h in training["history"]],
+            ("valid_rmse_db_per_epoch" if snr else "valid_si_sdr_db_per_epoch"): [
+                round(-h["valid_loss"] if snr else h["valid_loss"], 3) for h in training["history"]],
         },
-        "dev_results": {"validation_si_sdr_db": training["best_valid_si_sdr_db"]},
+        "dev_results": ({"validation_rmse_db": training["best_valid_rmse_db"]} if snr
+                        else {"validation_si_sdr_db": training["best_valid_si_sdr_db"]}),
     }
     if args.benchmark is not None:
         bench = json.loads(args.benchmark.read_text())

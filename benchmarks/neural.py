@@ -7,7 +7,7 @@ Protocol (see benchmarks/README.md, section "neural.py"):
 * the noise clips are split: even-indexed clips of every type train the
   generalists, odd-indexed clips make the test mixtures and the noisy-only
   recordings, so no test noise clip was seen in training;
-* per target, :func:`pse_nmf.make_personalization_task` gives 30 s of clean
+* per target, :func:`pse_nmf.datasets.make_personalization_task` gives 30 s of clean
   enrollment (used by the NMF teacher only), ``--n-test`` test utterances
   mixed at -5, 0 and 5 dB, and noisy-only recordings of other utterances
   (about ``--noisy-seconds``), the only data the adaptive methods see;
@@ -125,7 +125,7 @@ def nmf_macs_per_second(model):
 # -- data -------------------------------------------------------------------------------------------------
 def split_noise(data):
     """Noise clips per type: even-indexed ones for training, odd-indexed ones for testing."""
-    clips = pse_nmf.list_recordings(data / "noise")
+    clips = pse_nmf.datasets.list_recordings(data / "noise")
     train = {k: v[0::2] for k, v in clips.items()}
     test = {k: v[1::2] for k, v in clips.items() if len(v) >= 2}
     return train, test
@@ -146,7 +146,7 @@ def make_task(data, test_noise, speaker, n_test, noisy_seconds, enroll_seconds, 
     """
     for n_noisy in range(n_utts - n_test - 1, 0, -1):
         try:
-            task = pse_nmf.make_personalization_task(
+            task = pse_nmf.datasets.make_personalization_task(
                 data / "speech", test_noise, speaker, enroll_seconds=enroll_seconds, snrs=SNRS, n_test=n_test,
                 n_noisy=n_noisy, random_state=seed,
             )
@@ -180,9 +180,9 @@ def extend_noisy(task, test_noise, noisy_seconds, seed):
         for _ in range(20):
             j = int(rng.randint(len(clips)))
             if j not in cache:
-                cache[j] = pse_nmf.read_audio(clips[j], sr=SR)[0]
+                cache[j] = pse_nmf.audio.read_audio(clips[j], sr=SR)[0]
             try:
-                mixture, _ = pse_nmf.mix_at_snr(s, cache[j], SNRS[rng.randint(len(SNRS))], random_state=rng)
+                mixture, _ = pse_nmf.datasets.mix_at_snr(s, cache[j], SNRS[rng.randint(len(SNRS))], random_state=rng)
             except ValueError:  # a silent excerpt of an event noise: draw again
                 continue
             noisy.append(mixture.astype(np.float32))
@@ -241,9 +241,9 @@ class OtherSpeech:
 # -- running ----------------------------------------------------------------------------------------------
 def _score(estimate, speech):
     return {
-        "si_sdr": pse_nmf.si_sdr(estimate, speech),
-        "pesq": pse_nmf.pesq(estimate, speech, sr=SR),
-        "estoi": pse_nmf.estoi(estimate, speech, sr=SR),
+        "si_sdr": pse_nmf.metrics.si_sdr(estimate, speech),
+        "pesq": pse_nmf.metrics.pesq(estimate, speech, sr=SR),
+        "estoi": pse_nmf.metrics.estoi(estimate, speech, sr=SR),
     }
 
 
@@ -271,7 +271,7 @@ def run_target(job):
     _count(caught, wcounts)
     enhancers = {
         "noisy": lambda m: m.mixture,
-        "oracle IRM": lambda m: pse_nmf.oracle_mask_denoise(m.mixture, m.speech),
+        "oracle IRM": lambda m: pse_nmf.audio.oracle_mask_denoise(m.mixture, m.speech),
         STUDENT: lambda m: student.denoise(m.mixture),
         TEACHER: lambda m: teacher.denoise(m.mixture),
         DISTILLED: lambda m: distilled.denoise(m.mixture),

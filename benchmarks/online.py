@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pse_nmf import SemiSupervisedNMF, read_audio, si_sdr
-from pse_nmf._online import OnlineNMF
+from pse_nmf import SemiSupervisedNMF
+from pse_nmf.audio import read_audio
+from pse_nmf.metrics import si_sdr
+from pse_nmf import OnlineNMF
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 SR = 16000

@@ -5,7 +5,7 @@ Protocol (see benchmarks/README.md):
 * hold out ``--speakers`` target speakers (default 8, half male and half
   female, chosen with a seeded RNG from ``speakers.csv``); every other
   speaker is an "other speaker";
-* per target, :func:`pse_nmf.make_personalization_task` gives about 30 s of
+* per target, :func:`pse_nmf.datasets.make_personalization_task` gives about 30 s of
   clean enrollment speech and ``--n-test`` held-out utterances, each mixed
   with one noise clip at -5, 0 and 5 dB;
 * every method is built once per target from the task and then enhances
@@ -69,7 +69,7 @@ class BenchTask:
         Target speaker id.
     enrollment : list of ndarray of shape (n_samples,)
         About ``enroll_seconds`` of the target's clean speech (16 kHz, float32).
-    personalization : pse_nmf.PersonalizationTask
+    personalization : pse_nmf.datasets.PersonalizationTask
         The whole task (enrollment, test mixtures); factories must not read
         ``personalization.test`` (it is the test set).
     seed : int
@@ -138,7 +138,7 @@ def _noisereduce(task):
 
 
 def _oracle_irm(task):
-    return pse_nmf.oracle_mask_denoise
+    return pse_nmf.audio.oracle_mask_denoise
 
 
 def _ssnmf_personal(task):
@@ -168,17 +168,13 @@ def _usm_zero_shot(task):
 #: (``unstaged_iter``) and smoothed over 3 frames (the default); the per-frame block penalty (1.0, every block) and
 #: two such staged / plain pairs from different random starts (``n_solves=2``), as the zero-shot defaults. Chosen on
 #: 8 non-target tuning speakers; see USM's Notes.
-USM_FEW_SHOT_ATOMS = 64
-USM_FEW_SHOT_PARAMS = {"speaker_sparsity": {"target": 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
-                       "quiet_noise_iter": 100, "fixed_noise_iter": 50, "test_max_iter": 30, "unstaged_iter": 100,
-                       "frame_block_sparsity": 1.0, "n_solves": 2}
 
 
 def _usm_few_shot(task):
     # a deep copy: personalize adds a block in place, and the shared zero-shot model must stay as fitted
     model = copy.deepcopy(_usm_zero_shot_model(task))
-    model.personalize(task.enrollment, "target", n_components=USM_FEW_SHOT_ATOMS)
-    return model.set_params(**USM_FEW_SHOT_PARAMS).denoise
+    # the library's few-shot setting: a 64-atom personal block and USM.few_shot_params("target")
+    return model.personalize(task.enrollment, "target", mode="few-shot").denoise
 
 
 def _mld_personal(task):
@@ -263,9 +259,9 @@ class _WarningLog:
 
 def _score(estimate, speech):
     return {
-        "si_sdr": pse_nmf.si_sdr(estimate, speech),
-        "pesq": pse_nmf.pesq(estimate, speech, sr=SR),
-        "estoi": pse_nmf.estoi(estimate, speech, sr=SR),
+        "si_sdr": pse_nmf.metrics.si_sdr(estimate, speech),
+        "pesq": pse_nmf.metrics.pesq(estimate, speech, sr=SR),
+        "estoi": pse_nmf.metrics.estoi(estimate, speech, sr=SR),
     }
 
 
@@ -304,7 +300,7 @@ def run(args):
 
     for k, (speaker, task_seed) in enumerate(zip(targets, task_seeds)):
         ptask, t_task = timed(
-            pse_nmf.make_personalization_task, data / "speech", data / "noise", speaker,
+            pse_nmf.datasets.make_personalization_task, data / "speech", data / "noise", speaker,
             enroll_seconds=args.enroll_seconds, snrs=SNRS, n_test=args.n_test, random_state=task_seed,
         )
         task = BenchTask(

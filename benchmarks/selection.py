@@ -86,7 +86,7 @@ def cost(model):
 
 def validation_mixtures(data, even, speaker, task, n_test, n_valid, seed):
     """Other utterances of the target mixed with even-indexed clips, for fit_weights (as ensemble.py)."""
-    more = pse_nmf.make_personalization_task(data / "speech", even, speaker, enroll_seconds=30.0, snrs=SNRS,
+    more = pse_nmf.datasets.make_personalization_task(data / "speech", even, speaker, enroll_seconds=30.0, snrs=SNRS,
                                              n_test=n_test + n_valid, random_state=seed)
     used = {t.utterance for t in task.test} | set(task.enrollment_utterances)
     return [t for t in more.test if t.utterance not in used]
@@ -225,7 +225,7 @@ def _run_mixtures(task, spk, methods, moes, rows, enhance_s, audio_s, choices, e
         # oracles: the best specialist of each mixture of experts, the best candidate of the selector
         for name, moe in moes.items():
             alone = {n: e.denoise(m.mixture, sr=SR) for n, e in moe._members()}
-            best = max(alone, key=lambda n: pse_nmf.si_sdr(alone[n], m.speech))
+            best = max(alone, key=lambda n: pse_nmf.metrics.si_sdr(alone[n], m.speech))
             outputs[f"{name} oracle specialist"] = alone[best]
             choices.setdefault(name, []).append({"speaker": spk, "snr_db": m.snr_db, "oracle": best,
                                                  "gate": moe.choose(m.mixture, sr=SR)})
@@ -236,7 +236,7 @@ def _run_mixtures(task, spk, methods, moes, rows, enhance_s, audio_s, choices, e
                 [m.mixture], [m.speech])
             outputs[f"{ENS} oracle weights"] = oracle_w.denoise(m.mixture, sr=SR)
             cands = {"generalist": outputs[GEN], "rnnoise": outputs[RNN], "ensemble": outputs[ENS]}
-            outputs["AE selector oracle"] = cands[max(cands, key=lambda n: pse_nmf.si_sdr(cands[n], m.speech))]
+            outputs["AE selector oracle"] = cands[max(cands, key=lambda n: pse_nmf.metrics.si_sdr(cands[n], m.speech))]
         for name, est in outputs.items():
             s = mix if name == "noisy" else _score(est, m.speech)
             rows.append({"method": name, "speaker": spk, "utterance": m.utterance, "noise_type": m.noise_type,

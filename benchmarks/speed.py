@@ -104,7 +104,7 @@ def _torch_mu(X, A, D, beta, n_iter):
 
 
 def _pse_nmf(X, A, D, beta, n_iter, free):
-    from pse_nmf._nmf import _solve
+    from pse_nmf.decomposition._nmf import _solve
 
     # as the estimators run it: no final objective (they do not use it; _solve(objective=True) adds it)
     _solve(X, A, D, beta=beta, free=free, max_iter=n_iter, tol=0, objective=False)
@@ -275,7 +275,7 @@ def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
 
 # -- end to end -------------------------------------------------------------------------------------------
 def _example_clip(seconds, data):
-    from pse_nmf import mix_at_snr
+    from pse_nmf.datasets import mix_at_snr
 
     speaker = sorted(data.speech)[0]
     speech = np.concatenate(data.speech[speaker])

@@ -55,7 +55,7 @@ def partitions(kind, pretrain, embedding=None, n_groups=3, seed=0):
     speech_dir = pretrain / "speech"
     if kind == "snr":
         return [(f"snr{k}", speech_dir, (SNR_EDGES[k], SNR_EDGES[k + 1])) for k in range(len(SNR_EDGES) - 1)]
-    recordings = pse_nmf.list_recordings(speech_dir)
+    recordings = pse_nmf.datasets.list_recordings(speech_dir)
     if kind == "gender":
         with open(pretrain / "speakers.csv", newline="") as f:
             gender = {row["speaker_id"]: row["gender"] for row in csv.DictReader(f)}
@@ -92,10 +92,10 @@ def specialist_validation(kind, data, pretrain, embedding, n_groups, seed):
     from pse_nmf._persistence import load_model
 
     emb = load_model(embedding)
-    emb.cluster_speakers(pse_nmf.list_recordings(pretrain / "speech"), n_groups, random_state=seed)
+    emb.cluster_speakers(pse_nmf.datasets.list_recordings(pretrain / "speech"), n_groups, random_state=seed)
     out = [([], (-5.0, 0.0, 5.0)) for _ in range(n_groups)]
     for s, fs in sorted(by_speaker.items()):
-        e = emb.transform([pse_nmf.read_audio(f, sr=emb.sr)[0] for f in fs]).mean(axis=0)
+        e = emb.transform([pse_nmf.audio.read_audio(f, sr=emb.sr)[0] for f in fs]).mean(axis=0)
         out[int(np.argmax(emb.centroids_ @ e))][0].extend(fs)
     print("validation speakers per group:", [len(v) // 2 for v, _ in out], flush=True)
     return out
@@ -158,7 +158,7 @@ def train_embedding(args):
 
     data = check_data(args.data)
     _, train_noise, _, targets = training_data(data, args.pretrain)
-    dev = pse_nmf.list_recordings(data / "speech")
+    dev = pse_nmf.datasets.list_recordings(data / "speech")
     valid = {s: dev[s][:4] for s in sorted(dev) if s not in targets}  # the non-target developer-set speakers
     model = SpeakerEmbedding(max_epochs=args.epochs, n_threads=args.threads, random_state=args.seed, verbose=1)
     t0 = time.perf_counter()
@@ -181,13 +181,13 @@ def train_gate(args):
     data = check_data(args.data)
     speech, train_noise, valid_speech, _ = training_data(data, args.pretrain)
     if args.utterances:  # the first N utterances of every speaker: shorter epochs for the joint stage
-        speech = {s: files[: args.utterances] for s, files in sorted(pse_nmf.list_recordings(speech).items())}
+        speech = {s: files[: args.utterances] for s, files in sorted(pse_nmf.datasets.list_recordings(speech).items())}
     names = [n for n, _, _ in partitions(args.partition, args.pretrain, args.embedding, args.groups)]
     experts = [(n, load_model(args.out_dir / f"{n}.npz")) for n in names]
     kwargs = {}
     if args.partition == "speaker":  # the groups of the specialists' training (k-means is seeded)
         emb = load_model(args.embedding)
-        emb.cluster_speakers(pse_nmf.list_recordings(args.pretrain / "speech"), args.groups, random_state=args.seed)
+        emb.cluster_speakers(pse_nmf.datasets.list_recordings(args.pretrain / "speech"), args.groups, random_state=args.seed)
         kwargs["embedding"] = emb
     # the speaker gate chooses once per input (an embedding of 1 s of noisy speech is unreliable; the paper
     # selects per utterance)

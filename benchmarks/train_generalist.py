@@ -40,10 +40,10 @@ DEFAULT_PRETRAIN = DEFAULT_DATA.parent / "pretrain"
 
 def training_data(data, pretrain, n_targets=8, seed=0, valid_utts=2):
     """(speech folder, training noise, validation speech, validation noise) of the protocol above."""
-    clips = pse_nmf.list_recordings(data / "noise")
+    clips = pse_nmf.datasets.list_recordings(data / "noise")
     train_noise = [c for k in sorted(clips) for c in clips[k][0::2]]
     targets, others = pick_targets(read_speakers(data), n_targets, seed)
-    speech = pse_nmf.list_recordings(data / "speech")
+    speech = pse_nmf.datasets.list_recordings(data / "speech")
     valid_speech = [f for spk in others for f in speech[spk][:valid_utts]]
     return pretrain / "speech", train_noise, valid_speech, targets
 

@@ -1,4 +1,4 @@
-"""Command line interface: ``pse-nmf fit | train | denoise | evaluate | demo``.
+"""Command line interface: ``pse-nmf fit | fit-many | train | personalize | denoise | evaluate | demo``.
 
 ``main(argv)`` returns the exit status instead of exiting, so it can be
 called in-process (tests, notebooks): 0 on success, 1 on an error with a
@@ -25,15 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._audio import AUDIO_EXTENSIONS, _atomic_target, read_audio, write_audio
+from ._batch import _check_plan, _denoise_planned, _same_file, _streaming_model, _writable_ext, fit_many
 from ._persistence import ModelFileError, load_model
-from ._exemplar import ExemplarNMF
-from ._mld import MLD
-from ._online import OnlineNMF
-from ._semi import SemiSupervisedNMF
-from ._usm import USM
-from ._spectral import load_recordings_list
 from ._version import __version__
+from .audio._io import AUDIO_EXTENSIONS, _atomic_target, read_audio
+from .audio._mixin import load_recordings_list
+from .decomposition._exemplar import ExemplarNMF
+from .decomposition._mld import MLD
+from .decomposition._online import OnlineNMF
+from .decomposition._semi import SemiSupervisedNMF
+from .decomposition._usm import USM
 
 __all__ = ["main", "MODELS"]
 
@@ -61,8 +62,11 @@ _FIT_OPTIONS = {
     "known": "known",
 }
 
-_EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi")
+_EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi", "dnsmos", "pdnsmos")
 _EVAL_DEFAULT = "si_sdr,pesq,estoi"
+# no-reference metrics (pse_nmf.metrics.dnsmos): each gives these columns, prefixed by its name
+_NO_REFERENCE = {"dnsmos": False, "pdnsmos": True}
+_DNSMOS_KEYS = ("sig", "bak", "ovrl", "p808")
 _EVAL_SR = 16000
 
 
@@ -195,7 +199,31 @@ def _build_parser():
                    "noise over time); any fitted speech model serves as its speech dictionary")
     p.add_argument("--block-size", type=_positive_int, default=65536, metavar="N",
                    help="samples read per block with --stream (default: 65536; does not change the result)")
+    _parallel_options(p, "files")
     p.set_defaults(handler=_cmd_denoise)
+
+    p = sub.add_parser("fit-many", help="fit one model per speaker folder, in parallel",
+                       description="Fit one model per speaker: each sub-folder of SPEAKERS holds one speaker's "
+                       "clean recordings, and becomes OUT/<speaker>.npz. A speaker whose fit fails is reported; "
+                       "the others go on (exit status 1 if any failed).")
+    p.add_argument("speakers", metavar="SPEAKERS", help="folder of speaker folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the model files (created)")
+    p.add_argument("--model", choices=sorted(set(MODELS) - {"usm"}), default="semi",
+                   help="model kind (default: semi)")
+    p.add_argument("--known", choices=("speech", "noise"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--sr", type=_positive_int, default=None, help="model sample rate in Hz (default 16000)")
+    p.add_argument("--n-components", type=_positive_int, default=None, metavar="N",
+                   help="dictionary atoms learned from the recordings")
+    p.add_argument("--sparsity", type=_non_negative_float, default=None, metavar="S",
+                   help="L1 weight on the activations")
+    p.add_argument("--max-iter", type=_positive_int, default=None, metavar="N", help="fitting iterations")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any other model parameter (repeatable)")
+    p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing model files")
+    _parallel_options(p, "speakers")
+    p.set_defaults(handler=_cmd_fit_many)
 
     p = sub.add_parser("train", help="train a neural generalist on speech and noise folders",
                        description="Train a compact neural enhancer (CompactEnhancer, the architecture of the "
@@ -225,16 +253,19 @@ def _build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="score enhanced files against clean references",
-                       description="Score enhanced files against clean references (pairs in order). Files "
-                       f"are resampled to {_EVAL_SR // 1000} kHz; each pair must have the same duration.")
+    p = sub.add_parser("evaluate", help="score enhanced files (against clean references, or with DNSMOS)",
+                       description="Score enhanced files against clean references (pairs in order), or, without "
+                       "--reference, with the no-reference DNSMOS P.835 scores (sig, bak, ovrl, p808; needs the "
+                       f"dnsmos extra). Files are resampled to {_EVAL_SR // 1000} kHz; each pair must have the same "
+                       "duration.")
     p.add_argument("enhanced", nargs="+", metavar="ENHANCED", help="enhanced audio files")
-    p.add_argument("--reference", nargs="+", required=True, metavar="CLEAN",
-                   help="clean reference files, one per ENHANCED")
+    p.add_argument("--reference", nargs="+", default=None, metavar="CLEAN",
+                   help="clean reference files, one per ENHANCED (without them: DNSMOS only)")
     p.add_argument("--mixture", nargs="+", default=None, metavar="NOISY",
                    help="the noisy inputs, one per ENHANCED, to report the improvement")
-    p.add_argument("--metrics", type=_metric_list, default=_metric_list(_EVAL_DEFAULT),
-                   help=f"comma-separated, from {','.join(_EVAL_METRICS)} (default: {_EVAL_DEFAULT})")
+    p.add_argument("--metrics", type=_metric_list, default=None,
+                   help=f"comma-separated, from {','.join(_EVAL_METRICS)} (default: {_EVAL_DEFAULT} with "
+                   "--reference, dnsmos without); pdnsmos is personalized DNSMOS")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
     p.set_defaults(handler=_cmd_evaluate)
@@ -249,10 +280,48 @@ def _build_parser():
     p.add_argument("--noise", default=None, metavar="TYPE", help="example noise type (default: street_tram_bus)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(handler=_cmd_demo)
+    _add_personalize(sub)
     return parser
 
 
 # -- fit -------------------------------------------------------------------------------------------
+def _parallel_options(p, what):
+    p.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                   help=f"{what} processed in parallel (default 1; -1: all cores, or all Dask workers)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs dask.distributed; the workers "
+                   "must see the same paths)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file lines")
+
+
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}")
+    return value
+
+
+def _cmd_fit_many(args):
+    cls = MODELS[args.model]
+    model = cls(**_model_params(cls, args))
+    try:
+        model._validate_params()
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS + (".npz",):
+        raise ValueError(f"-o {str(out)!r} looks like a file; fit-many writes a folder of model files")
+    with _backend(args):
+        records = fit_many(model, args.speakers, out, n_jobs=args.jobs, overwrite=args.overwrite,
+                           downmix=args.downmix, progress=False if args.quiet else None)
+    for r in records:
+        _report(r, f"{r['speaker']} -> {r['output']}  ({r['seconds']:.1f} s)", args.quiet)
+    return _summary(records, "speaker", "were fitted")
+
+
 def _model_params(cls, args):
     valid = cls().get_params(deep=False)
     params = {}
@@ -340,25 +409,6 @@ class _about:
         return False
 
 
-def _same_file(a, b):
-    """True if paths ``a`` and ``b`` name the same file (links and symlinks included)."""
-    try:
-        if a.resolve() == b.resolve():
-            return True
-    except OSError:
-        pass
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _writable_ext(ext):
-    import soundfile as sf
-
-    return ext.startswith(".") and ext[1:].upper() in sf.available_formats()
-
-
 def _plan_outputs(inputs, output, suffix):
     """Output path for each input, and the folder to create (or None)."""
 
@@ -399,24 +449,7 @@ def _cmd_denoise(args):
         raise ValueError("--ensemble needs two or more models (-m a.npz -m b.npz)")
     if args.ensemble and args.stream:
         raise ValueError("--stream takes one speech model, not an --ensemble")
-    model_path = model_paths[0]
-    protected = inputs + model_paths
-    for out in outputs:
-        for other in protected:
-            if _same_file(out, other):
-                kind = "the model file" if other in model_paths else "an input file"
-                raise ValueError(
-                    f"output {str(out)!r} is {kind} ({str(other)!r}); pse-nmf never overwrites it, even with "
-                    "--overwrite: choose another -o or --suffix"
-                )
-    resolved = [out.resolve() for out in outputs]
-    if len(set(resolved)) != len(resolved):
-        raise ValueError("several inputs would be written to the same output (same file names?); "
-                         "write them to separate folders")
-    if not args.overwrite:
-        existing = [str(out) for out in outputs if out.exists()]
-        if existing:
-            raise FileExistsError(f"output(s) exist: {', '.join(existing)}; pass --overwrite to replace them")
+    _check_plan(inputs, outputs, args.overwrite, protected=model_paths)
     models = [_load_denoiser(path) for path in model_paths]
     for path, model in zip(model_paths, models):
         if not hasattr(model, "denoise"):
@@ -428,28 +461,69 @@ def _cmd_denoise(args):
         model = EnsembleEnhancer(list(zip(names, models))).fit()
     else:
         model = models[0]
+    if args.stream:
+        model = _streaming_model(model)
     if new_folder is not None:
         new_folder.mkdir(parents=True, exist_ok=True)
-    for out in outputs:  # a read-only folder or a folder in the way: said now, not after the work
-        _atomic_target(out, args.overwrite)
-    if args.stream:
-        return _denoise_streaming(model, inputs, outputs, args)
+    with _backend(args):
+        records = _denoise_planned(model, inputs, outputs, n_jobs=args.jobs, overwrite=args.overwrite,
+                                   downmix=args.downmix, stream=args.stream, block_size=args.block_size,
+                                   progress=False if args.quiet else None)
+    for r in records:
+        _report(r, f"{r['input']} -> {r['output']}  ({r.get('audio_seconds', 0):.1f} s of audio"
+                   f"{', streamed' if args.stream else ''}, {r['seconds']:.2f} s)", args.quiet)
+    return _summary(records, "file", "denoised")
 
-    import soundfile as sf
 
-    for inp, out in zip(inputs, outputs):
-        noisy, sr = read_audio(inp, sr=None, downmix=args.downmix)
-        t0 = time.perf_counter()
-        with _about(inp):
-            enhanced = model.denoise(noisy, sr=sr)
-        elapsed = time.perf_counter() - t0
-        subtype = sf.info(str(inp)).subtype
-        fmt = out.suffix[1:].upper()
-        if not sf.check_format(fmt, subtype):
-            subtype = None  # the output format's default
-        write_audio(out, enhanced, sr, subtype=subtype, overwrite=args.overwrite)
-        print(f"{inp} -> {out}  ({noisy.size / sr:.1f} s at {sr} Hz, {elapsed:.2f} s)", flush=True)
-    return 0
+def _report(record, line, quiet):
+    """Print a task's line (or its error) and the warnings it raised."""
+    for message in record["warnings"]:
+        print(f"{PROG}: warning: {record.get('input', record.get('speaker'))}: {message}", file=sys.stderr)
+    if not record["ok"]:
+        print(f"{PROG}: error: {record['error']}", file=sys.stderr)
+    elif not quiet:
+        print(line, flush=True)
+
+
+def _summary(records, noun, verb):
+    """Exit status 1 if any task failed, with a count on stderr."""
+    failed = [r for r in records if not r["ok"]]
+    if failed and len(records) > 1:  # one file: its error line says it all
+        print(f"{PROG}: {len(failed)} of {len(records)} {noun}(s) failed; the other {len(records) - len(failed)} "
+              f"{verb}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _backend:
+    """``--jobs`` / ``--scheduler``: run joblib's tasks on a Dask cluster while the block runs."""
+
+    def __init__(self, args):
+        self.address = getattr(args, "scheduler", None)
+        self._stack = None
+
+    def __enter__(self):
+        if self.address is None:
+            return self
+        import contextlib
+
+        try:
+            import joblib
+            from dask.distributed import Client
+        except ImportError as exc:
+            raise ImportError(f"--scheduler needs dask.distributed (pip install \"pse_nmf[dask]\"): {exc}") from None
+        self._stack = contextlib.ExitStack()
+        try:
+            self._stack.enter_context(Client(self.address, timeout="10s"))
+        except (OSError, TimeoutError) as exc:
+            self._stack.close()
+            raise OSError(f"--scheduler {self.address!r}: cannot connect ({exc})") from None
+        self._stack.enter_context(joblib.parallel_config(backend="dask"))
+        return self
+
+    def __exit__(self, *exc):
+        if self._stack is not None:
+            self._stack.close()
+        return False
 
 
 def _pretrained_names():
@@ -523,19 +597,6 @@ def _cmd_train(args):
     return 0
 
 
-def _denoise_streaming(model, inputs, outputs, args):
-    if not isinstance(model, OnlineNMF):
-        if getattr(model, "known", "speech") != "speech" or not hasattr(model, "components_"):
-            raise ModelFileError(f"{type(model).__name__} has no speech dictionary for --stream")
-        model = OnlineNMF(speech_model=model, sr=model.sr, n_fft=model.n_fft, hop_length=model.hop_length,
-                          spectrum_power=getattr(model, "spectrum_power", 1.0), random_state=0).fit()
-    for inp, out in zip(inputs, outputs):
-        t0 = time.perf_counter()
-        model.denoise_file(inp, out, block_size=args.block_size, overwrite=args.overwrite, downmix=args.downmix)
-        print(f"{inp} -> {out}  (streamed, {time.perf_counter() - t0:.2f} s)", flush=True)
-    return 0
-
-
 # -- evaluate --------------------------------------------------------------------------------------
 def _read_for_eval(path, downmix):
     y, _ = read_audio(path, sr=_EVAL_SR, downmix=downmix, dtype=np.float64)
@@ -566,31 +627,50 @@ def _align(signals):
 
 
 def _cmd_evaluate(args):
-    from ._metrics import evaluate
+    from .metrics import evaluate
 
     n = len(args.enhanced)
-    if len(args.reference) != n:
+    metrics = args.metrics
+    if metrics is None:
+        metrics = _metric_list(_EVAL_DEFAULT if args.reference is not None else "dnsmos")
+    with_reference = [m for m in metrics if m not in _NO_REFERENCE]
+    no_reference = [m for m in metrics if m in _NO_REFERENCE]
+    if args.reference is None and with_reference:
+        raise _CommandError(f"--metrics {','.join(with_reference)} need(s) --reference; without a clean "
+                            "reference only dnsmos and pdnsmos apply")
+    if args.reference is not None and len(args.reference) != n:
         raise _CommandError(f"{n} ENHANCED file(s) but {len(args.reference)} --reference file(s); give one "
                             "reference per enhanced file, in the same order")
     if args.mixture is not None and len(args.mixture) != n:
         raise _CommandError(f"{n} ENHANCED file(s) but {len(args.mixture)} --mixture file(s)")
+    if no_reference:
+        from ._dnsmos import _scorer
+
+        _scorer(False)  # a missing extra is said before any file is read
+    references = args.reference if args.reference is not None else [None] * n
     mixtures = args.mixture if args.mixture is not None else [None] * n
     records = []
-    for enh, ref, mix in zip(args.enhanced, args.reference, mixtures):
-        signals = {"enhanced": (*_read_for_eval(enh, args.downmix), enh),
-                   "reference": (*_read_for_eval(ref, args.downmix), ref)}
+    for enh, ref, mix in zip(args.enhanced, references, mixtures):
+        signals = {"enhanced": (*_read_for_eval(enh, args.downmix), enh)}
+        if ref is not None:
+            signals["reference"] = (*_read_for_eval(ref, args.downmix), ref)
         if mix is not None:
             signals["mixture"] = (*_read_for_eval(mix, args.downmix), mix)
         aligned = _align(signals)
-        with warnings.catch_warnings(), _about(enh, ref):
-            warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
-            scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
-                              sr=_EVAL_SR, metrics=args.metrics)
-        records.append({"enhanced": str(enh), "reference": str(ref), "mixture": None if mix is None else str(mix),
-                        **scores})
+        scores = {}
+        if with_reference:
+            with warnings.catch_warnings(), _about(enh, ref):
+                warnings.simplefilter("ignore", RuntimeWarning)  # PESQ's "no utterance" NaN is reported as null
+                scores = evaluate(aligned["enhanced"], aligned["reference"], mixture=aligned.get("mixture"),
+                                  sr=_EVAL_SR, metrics=with_reference)
+        scores.update(_no_reference_scores(aligned, no_reference, enh, mix))
+        records.append({"enhanced": str(enh), "reference": None if ref is None else str(ref),
+                        "mixture": None if mix is None else str(mix), **scores})
     columns = []
-    for m in args.metrics:
-        columns += [f"{m}_mixture", m, f"{m}_i"] if args.mixture is not None else [m]
+    for m in metrics:
+        names = [f"{m}_{k}" for k in _DNSMOS_KEYS] if m in _NO_REFERENCE else [m]
+        for name in names:
+            columns += [f"{name}_mixture", name, f"{name}_i"] if args.mixture is not None else [name]
     if args.json:
         clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
                  for r in records]
@@ -598,6 +678,25 @@ def _cmd_evaluate(args):
     else:
         print(_table(records, columns))
     return 0
+
+
+def _no_reference_scores(aligned, metrics, enh, mix):
+    """DNSMOS columns (``dnsmos_sig``, ...) of the enhanced file, and of the mixture with its improvement."""
+    from ._dnsmos import dnsmos
+
+    scores = {}
+    for m in metrics:
+        personalized = _NO_REFERENCE[m]
+        with _about(enh):
+            values = dnsmos(aligned["enhanced"], _EVAL_SR, personalized=personalized)
+        scores.update({f"{m}_{k}": v for k, v in values.items()})
+        if "mixture" in aligned:
+            with _about(mix):
+                before = dnsmos(aligned["mixture"], _EVAL_SR, personalized=personalized)
+            for k, v in before.items():
+                scores[f"{m}_{k}_mixture"] = v
+                scores[f"{m}_{k}_i"] = scores[f"{m}_{k}"] - v
+    return scores
 
 
 def _table(records, columns):
@@ -632,6 +731,79 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+# -- personalize (issue 16; a self-contained block) ------------------------------------------------------
+_PERSONALIZE_METHODS = ("pseudo-se", "contrastive", "distill")
+
+
+def _add_personalize(sub):
+    p = sub.add_parser("personalize", help="adapt the pretrained generalist to one user's noisy recordings",
+                       description="Personalize the pretrained neural generalist on your own noisy recordings "
+                       "(no clean speech needed; a few seconds of clean speech help 'contrastive') and save the "
+                       "adapted model; 'pse-nmf denoise -m MODEL.npz' then uses it. Methods: pseudo-se "
+                       "(noisy-target training, with the SNR predictor's purification unless --no-purify), "
+                       "contrastive (contrastive mixtures, then fine-tuning on --speech), distill (the "
+                       "generalist's own outputs as targets, with added noise). Needs the neural extra.")
+    p.add_argument("--noisy", nargs="+", required=True, metavar="NOISY",
+                   help="your noisy recordings: files and/or folders (searched recursively)")
+    p.add_argument("--speech", nargs="+", default=None, metavar="CLEAN",
+                   help="a few seconds of your clean speech (contrastive; at least 1 s)")
+    p.add_argument("--method", choices=_PERSONALIZE_METHODS, default="pseudo-se", help="(default: pseudo-se)")
+    p.add_argument("--noise", nargs="+", default=None, metavar="NOISE",
+                   help="noise mixed into the recordings while adapting (default: the example noise shipped "
+                   "in the package)")
+    p.add_argument("--no-purify", action="store_true", help="pseudo-se without the SNR weighting")
+    p.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(handler=_cmd_personalize)
+
+
+def _cmd_personalize(args):
+    neural = _neural()
+    out = Path(args.output)
+    if out.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
+    _atomic_target(out, args.overwrite)
+    if args.method != "contrastive" and args.speech is not None:
+        raise _CommandError(f"--speech is used by --method contrastive only, not {args.method}")
+
+    def source(items):
+        return items[0] if len(items) == 1 else list(items)
+
+    if args.noise is not None:
+        noise = source(args.noise)
+    else:
+        from .datasets import load_example
+
+        noise = load_example().noise
+    kw = {"random_state": args.seed}
+    if args.max_epochs is not None:
+        kw["max_epochs"] = args.max_epochs
+    noisy = source(args.noisy)
+    import contextlib
+
+    from .neural import _engine
+
+    quiet = _engine.quiet_progress() if args.quiet else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with quiet:
+        if args.method == "pseudo-se":
+            model = neural.PseudoSE(purify=not args.no_purify, **kw).fit(noisy, noise=noise)
+        elif args.method == "contrastive":
+            speech = None if args.speech is None else source(args.speech)
+            model = neural.ContrastiveMixtures(**kw).fit(noisy, speech=speech, noise=noise)
+        else:
+            teacher = neural.pretrained("generalist")
+            model = neural.DistilledStudent(None, teacher, learning_rate=3e-4, batch_size=8, segment_seconds=3.0,
+                                            patience=3, validation_fraction=0.2,
+                                            **{"max_epochs": 8, **kw}).fit(noisy, noise=noise)
+    model.save(out, overwrite=args.overwrite)
+    print(f"personalized the generalist ({args.method}) in {time.perf_counter() - t0:.1f} s -> {out}")
+    return 0
+
+
 def main(argv=None):
     """Run the command line interface.
 
@@ -652,7 +824,8 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: choose a command: fit, train, denoise, evaluate or demo", file=sys.stderr)
+        print(f"{PROG}: error: choose a command: fit, fit-many, train, personalize, denoise, evaluate or demo",
+              file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning  # restored by catch_warnings

@@ -64,7 +64,7 @@ def run_demo(out_dir="demo_output", *, speaker=None, noise_type=None, snr_db=0.0
     Returns
     -------
     result : dict
-        ``metrics`` (the record of :func:`pse_nmf.evaluate` with
+        ``metrics`` (the record of :func:`pse_nmf.metrics.evaluate` with
         ``mixture=``: ``si_sdr``, ``si_sdr_mixture``, ``si_sdr_i``, and the
         same for ``pesq`` and ``estoi``), ``paths`` (name -> Path of each
         file written), ``speaker``, ``noise_type``, ``snr_db``,
@@ -79,12 +79,12 @@ def run_demo(out_dir="demo_output", *, speaker=None, noise_type=None, snr_db=0.0
     ValueError
         For an unknown speaker or noise type.
     """
-    from ._audio import write_audio
-    from ._data import mix_at_snr
-    from ._metrics import evaluate
-    from ._plot import plot_spectrograms
-    from ._semi import SemiSupervisedNMF
+    from .audio._io import write_audio
     from .datasets import load_example
+    from .datasets._tasks import mix_at_snr
+    from .decomposition._semi import SemiSupervisedNMF
+    from .metrics import evaluate
+    from .plotting import plot_spectrograms
 
     out_dir = Path(out_dir)
     paths = {key: out_dir / name for key, name in _FILES.items()}

@@ -10,8 +10,9 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from ._audio import check_waveform, istft, ratio_mask, resample, stft
 from ._persistence import ModelFileError, ModelIOMixin, register_estimator
+from .audio._io import check_waveform, resample
+from .audio._stft import istft, ratio_mask, stft
 
 __all__ = ["EnsembleEnhancer"]
 
@@ -27,7 +28,8 @@ def _frame_settings(est):
     """(sr, n_fft, hop_length) of a member that exposes a mask on STFT frames, else None."""
     if not all(isinstance(getattr(est, a, None), numbers.Integral) for a in ("sr", "n_fft", "hop_length")):
         return None
-    if hasattr(est, "_decompose") and hasattr(est, "spectrum_power") and hasattr(est, "mask_power"):
+    if (hasattr(est, "_mask") or hasattr(est, "_decompose")) and hasattr(est, "spectrum_power") \
+            and hasattr(est, "mask_power"):
         return int(est.sr), int(est.n_fft), int(est.hop_length)
     if hasattr(est, "predict_mask"):
         return int(est.sr), int(est.n_fft), int(est.hop_length)
@@ -37,17 +39,19 @@ def _frame_settings(est):
 def _member_mask(est, S):
     """Speech mask (n_frames, n_bins) in [0, 1] of a member for the mixture STFT ``S`` (n_frames, n_bins).
 
-    The estimators built on :class:`~pse_nmf._spectral.AudioMixin` (the NMF family, the neural mask
+    The estimators built on :class:`~pse_nmf.audio._mixin.AudioMixin` (the NMF family, the neural mask
     networks) give exactly the mask their own ``separate`` applies: frames ``|S| ** spectrum_power``,
-    ``_decompose`` into speech and noise models, their ratio mask with exponent ``mask_power``. Others
+    the ``_mask(V)`` hook (or the ratio mask of ``_decompose(V)``'s speech and noise models). Others
     give ``predict_mask(|S|)``.
     """
-    if hasattr(est, "_decompose") and hasattr(est, "spectrum_power"):
+    if (hasattr(est, "_mask") or hasattr(est, "_decompose")) and hasattr(est, "spectrum_power"):
         if hasattr(est, "_check_waveform_model"):
             est._check_waveform_model()
         V = np.abs(S)
         if est.spectrum_power != 1:
             V **= est.spectrum_power
+        if hasattr(est, "_speech_mask"):
+            return est._speech_mask(V)
         return ratio_mask(*est._decompose(V), power=est.mask_power)
     return np.asarray(est.predict_mask(np.abs(S)), dtype=S.real.dtype)
 
@@ -122,11 +126,11 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
 
     ``combine="waveform"`` works with any member that has ``denoise``; each
     one is given the input with ``sr=`` its rate and resamples it to its own
-    rate with :func:`pse_nmf.resample` (every pse_nmf estimator does), so
+    rate with :func:`pse_nmf.audio.resample` (every pse_nmf estimator does), so
     members at different rates mix. ``combine="mask"`` computes the
     mixture's STFT once and needs members that expose a mask on its frames
     (the NMF estimators and the neural mask networks, through the
-    ``_decompose`` their own ``separate`` uses, or ``predict_mask``), all at
+    ``_mask`` / ``_decompose`` their own ``separate`` uses, or ``predict_mask``), all at
     the same ``sr``, ``n_fft`` and ``hop_length``; the inverse STFT being
     linear, it equals the waveform average of the members' masked outputs
     on that STFT. (:class:`~pse_nmf.neural.CompactEnhancer`'s own ``denoise``
@@ -199,7 +203,8 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
 
     Examples
     --------
-    >>> from pse_nmf import EnsembleEnhancer, SemiSupervisedNMF, mix_at_snr
+    >>> from pse_nmf import EnsembleEnhancer, SemiSupervisedNMF
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> data = load_example()
     >>> speech = data.speech[sorted(data.speech)[0]]
@@ -280,7 +285,7 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
                 if s is None:
                     raise ValueError(
                         f'combine="mask": member {name!r} ({type(_unwrap(est)).__name__}) exposes no mask on STFT '
-                        'frames (it needs _decompose or predict_mask, and sr, n_fft, hop_length); use '
+                        'frames (it needs _mask, _decompose or predict_mask, and sr, n_fft, hop_length); use '
                         'combine="waveform"'
                     )
                 settings[name] = s
@@ -430,7 +435,9 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
             return int(sr)
         rates = {getattr(_unwrap(m), "sr", None) for m in members}
         if len(rates) != 1 or None in rates:
-            raise ValueError(f"the members run at different rates ({sorted(map(str, rates))}): pass sr= the input's rate")
+            raise ValueError(
+                f"the members run at different rates ({sorted(map(str, rates))}): pass sr= the input's rate"
+            )
         return int(rates.pop())
 
     def _outputs(self, y, rate, members, weights, parts=False):
@@ -463,7 +470,9 @@ class EnsembleEnhancer(ModelIOMixin, _BaseComposition, BaseEstimator):
         model_sr, n_fft, hop = _frame_settings(_unwrap(members[0]))
         y_model = resample(y, rate, model_sr)
         if y_model.size < n_fft:
-            raise ValueError(f"x has {y_model.size} samples at {model_sr} Hz, fewer than one STFT frame (n_fft={n_fft})")
+            raise ValueError(
+                f"x has {y_model.size} samples at {model_sr} Hz, fewer than one STFT frame (n_fft={n_fft})"
+            )
         S = stft(y_model, n_fft=n_fft, hop_length=hop) if np.any(y_model) else None
 
         def waveform(masked):

@@ -68,6 +68,7 @@ _OPTIONAL_ESTIMATORS = {
     "SparseMixtureOfExperts": "pse_nmf.neural",
     "SpeakerEmbedding": "pse_nmf.neural",
     "AutoencoderSelector": "pse_nmf.neural",
+    "SNRPredictor": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 
@@ -200,7 +201,7 @@ class ModelIOMixin:
         -------
         path : Path
         """
-        from ._audio import _atomic_write
+        from .audio._io import _atomic_write
 
         meta, arrays = _estimator_record(self)
         arrays[_META_KEY] = _encode_meta(meta)
@@ -418,6 +419,15 @@ def _build_estimator(meta, contents, where, expected=None):
     nested = _meta_field(meta, "nested", dict, {}, where)
     for pname, spec in nested.items():
         params[pname] = _build_nested(pname, spec, contents, where)
+    # parameters a later release removed: files that hold them at the value the estimator now always uses load
+    for pname, kept in getattr(cls, "_removed_params", {}).items():
+        if pname in params:
+            if params[pname] != kept:
+                raise ModelFileError(
+                    f"{where!r} was saved with {pname}={params[pname]!r}, which this pse_nmf ({__version__}) "
+                    f"removed from {name} (it always uses {pname}={kept!r}); refit the model"
+                )
+            del params[pname]
     try:
         est = cls(**params)
     except TypeError as exc:
@@ -467,7 +477,9 @@ def _build_nested(pname, spec, contents, where):
     if not isinstance(spec, dict) or spec.get("kind") not in ("estimator", "named") \
             or not isinstance(spec.get("names"), list) or not isinstance(spec.get("frozen"), list) \
             or len(spec["names"]) != len(spec["frozen"]) or (spec["kind"] == "estimator" and len(spec["names"]) != 1):
-        raise ModelFileError(f"{where!r}: damaged metadata: the nested estimators of {pname!r} are described as {spec!r}")
+        raise ModelFileError(
+            f"{where!r}: damaged metadata: the nested estimators of {pname!r} are described as {spec!r}"
+        )
     members = []
     for i, (name, frozen) in enumerate(zip(spec["names"], spec["frozen"])):
         prefix = f"{pname}/{i}/"

@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
-from ._audio import check_waveform, resample
 from ._persistence import ModelIOMixin, register_estimator
+from .audio._io import check_waveform, resample
 
 __all__ = ["RNNoiseEnhancer"]
 
@@ -31,7 +31,7 @@ _SCALE = 32767.0
 
 
 def _rnnoise_library():
-    """pyrnnoise's ctypes handle to librnnoise, imported on first use."""
+    """Pyrnnoise's ctypes handle to librnnoise, imported on first use."""
     try:
         from pyrnnoise import rnnoise
     except ImportError as exc:
@@ -108,7 +108,7 @@ class RNNoiseEnhancer(ModelIOMixin, BaseEstimator):
     ready from construction. It serves as a baseline and as a teacher (e.g.
     for :class:`pse_nmf.neural.DistilledStudent`).
 
-    ``denoise`` resamples the input to 48 kHz with :func:`pse_nmf.resample`,
+    ``denoise`` resamples the input to 48 kHz with :func:`pse_nmf.audio.resample`,
     scales it to RNNoise's int16 range (float samples in [-1, 1] times
     32767; samples stay floats, so nothing is rounded, clipped or wrapped),
     runs the frames through the library, removes its algorithmic delay of
@@ -141,7 +141,8 @@ class RNNoiseEnhancer(ModelIOMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from pse_nmf import RNNoiseEnhancer, mix_at_snr
+    >>> from pse_nmf import RNNoiseEnhancer
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> data = load_example()
     >>> speech = data.speech[sorted(data.speech)[0]][0]

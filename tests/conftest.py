@@ -63,7 +63,7 @@ def audio_root():
 @pytest.fixture(scope="session")
 def example_task(example):
     """One example speaker: ~30 s enrollment and two 0 dB test mixtures (example data only)."""
-    from pse_nmf import make_personalization_task
+    from pse_nmf.datasets import make_personalization_task
 
     root = example.root
     speaker = sorted(example.speech)[0]

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pse_nmf import (
+from pse_nmf.audio import (
     check_waveform,
     istft,
     oracle_mask_denoise,
     ratio_mask,
     read_audio,
     resample,
-    si_sdr,
     stft,
     write_audio,
 )
+from pse_nmf.metrics import si_sdr
 
 N_FFT, HOP = 1024, 256
 
@@ -161,7 +161,7 @@ def test_check_waveform_rejects():
         check_waveform(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="fewer than the 1024"):
         check_waveform(np.zeros(1023), min_length=1024)
-    with pytest.raises(TypeError, match="read it with pse_nmf.read_audio"):
+    with pytest.raises(TypeError, match="read it with pse_nmf.audio.read_audio"):
         check_waveform("speech.wav")
 
 
@@ -334,7 +334,7 @@ def test_oracle_mask_denoise_length_mismatch():
 
 
 def test_write_does_not_replace_a_file_that_appeared_meanwhile(tmp_path):
-    from pse_nmf._audio import _atomic_write
+    from pse_nmf.audio._io import _atomic_write
 
     path = tmp_path / "o.wav"
 
@@ -349,7 +349,7 @@ def test_write_does_not_replace_a_file_that_appeared_meanwhile(tmp_path):
 
 
 def test_write_with_overwrite_replaces_a_file_that_appeared_meanwhile(tmp_path):
-    from pse_nmf._audio import _atomic_write
+    from pse_nmf.audio._io import _atomic_write
 
     path = tmp_path / "o.wav"
 
@@ -371,7 +371,7 @@ def test_write_removes_its_temp_file_on_termination_signals(tmp_path, signame):
 
     script = f"""
 import os, signal, numpy as np, soundfile as sf
-from pse_nmf._audio import _atomic_write
+from pse_nmf.audio._io import _atomic_write
 def write_then_get_killed(tmp):
     sf.write(tmp, np.zeros(1000), 16000)
     print(tmp, flush=True)
@@ -392,7 +392,7 @@ _atomic_write({str(tmp_path / "o.wav")!r}, write_then_get_killed)
 def test_write_restores_the_signal_handlers(tmp_path):
     import signal
 
-    from pse_nmf._audio import _atomic_write
+    from pse_nmf.audio._io import _atomic_write
 
     before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
     seen = []
@@ -406,7 +406,7 @@ def test_write_restores_the_signal_handlers(tmp_path):
 def test_write_checks_the_folder_is_writable_before_the_work(tmp_path, monkeypatch):
     import tempfile
 
-    from pse_nmf._audio import _atomic_write
+    from pse_nmf.audio._io import _atomic_write
 
     def read_only(*args, dir=None, **kwargs):
         raise PermissionError(13, "Permission denied", os.path.join(dir, ".o.abc123.wav"))
@@ -434,8 +434,8 @@ def test_write_audio_bad_arguments_name_the_file_not_the_temp_file(tmp_path, kwa
 
 
 def test_read_unreadable_file_says_why(tmp_path, monkeypatch):
-    """libsndfile reports an unreadable file as "System error."; the reason and the file are named."""
-    import pse_nmf._audio as audio_module
+    """Libsndfile reports an unreadable file as "System error."; the reason and the file are named."""
+    import pse_nmf.audio._io as audio_module
 
     path = tmp_path / "locked.wav"
     sf.write(path, np.zeros(100), 16000)

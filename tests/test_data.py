@@ -1,8 +1,6 @@
 """Tests of the PSE data tools: recording folders, mixing, personalization tasks.
 
-The functions are imported from the private module ``pse_nmf._data`` because the
-package's public ``__init__`` is written separately; switch to ``pse_nmf`` once
-it exports them.
+The functions are public in :mod:`pse_nmf.datasets` (module ``pse_nmf.datasets._tasks``).
 """
 
 from pathlib import Path
@@ -11,15 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pse_nmf import (
+from pse_nmf.datasets import (
     PersonalizationTask,
     TestMixture,
+    example_path,
     list_recordings,
+    load_example,
     load_recordings,
     make_personalization_task,
     mix_at_snr,
 )
-from pse_nmf.datasets import example_path, load_example
 
 DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -349,10 +348,10 @@ def test_task_errors(corpus):
 
 
 def test_task_reads_only_the_files_it_needs(monkeypatch):
-    """Reaches into pse_nmf._data to count file reads."""
+    """Reaches into pse_nmf.datasets._tasks to count file reads."""
     if not DEV_DATA.is_dir():
         pytest.skip(f"developer set not found at {DEV_DATA}")
-    import pse_nmf._data as data_module
+    import pse_nmf.datasets._tasks as data_module
 
     read = []
     real_read = data_module.read_audio

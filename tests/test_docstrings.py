@@ -17,7 +17,10 @@ import pytest
 
 import pse_nmf
 
-_PUBLIC = [getattr(pse_nmf, name) for name in pse_nmf.__all__ if callable(getattr(pse_nmf, name, None))]
+_MODULES = [pse_nmf, pse_nmf.audio, pse_nmf.metrics, pse_nmf.datasets, pse_nmf.plotting, pse_nmf.decomposition]
+_PUBLIC = list({id(obj): obj for obj in (
+    getattr(mod, name) for mod in _MODULES for name in mod.__all__ if callable(getattr(mod, name, None))
+)}.values())
 try:  # the neural extra is optional
     import pse_nmf.neural as _neural
 

@@ -20,17 +20,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
-from pse_nmf import (
-    EnsembleEnhancer,
-    ModelFileError,
-    RNNoiseEnhancer,
-    SemiSupervisedNMF,
-    check_waveform,
-    load,
-    mix_at_snr,
-    oracle_mask_denoise,
-    si_sdr,
-)
+from pse_nmf import EnsembleEnhancer, ModelFileError, RNNoiseEnhancer, SemiSupervisedNMF, load
+from pse_nmf.audio import check_waveform, oracle_mask_denoise
+from pse_nmf.datasets import mix_at_snr
+from pse_nmf.metrics import si_sdr
 
 SR = 16000
 FAST = dict(n_components=16, n_test_components=4, max_iter=30, test_max_iter=30, tol=0)

@@ -7,10 +7,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pse_nmf import load_model
-from pse_nmf._exemplar import ExemplarNMF, _select_mpq
-from pse_nmf._nmf import _factorize
+from pse_nmf import load as load_model
 from pse_nmf.datasets import load_example
+from pse_nmf.decomposition._exemplar import ExemplarNMF, _select_mpq
+from pse_nmf.decomposition._nmf import _factorize
 
 ORDER_REASON = (
     "transform learns the noise atoms on all frames of a chunk together, so a frame's output depends on the "
@@ -79,7 +79,7 @@ def test_exemplars_stay_fixed_and_all_candidates_is_plain_factorization():
                         chunk_size=1000, random_state=0).fit(X)
     before = model.components_.copy()
     test = _frames(n=60, seed=2) + 0.1
-    speech, noise = model._decompose(test)
+    speech, noise = model._models(test)
     np.testing.assert_array_equal(model.components_, before)
     # with one chunk and every exemplar, the decomposition is the library's fixed-atom factorization
     rng = np.random.RandomState(0)

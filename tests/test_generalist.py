@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import pse_nmf  # noqa: E402
-from pse_nmf import ModelFileError, mix_at_snr  # noqa: E402
+from pse_nmf import ModelFileError  # noqa: E402
+from pse_nmf.datasets import mix_at_snr  # noqa: E402
 from pse_nmf.neural import CompactEnhancer, complexity, pretrained, pretrained_models  # noqa: E402
 from pse_nmf.neural._compact import CompactMaskNet, band_matrix  # noqa: E402  (internals: the network)
 from pse_nmf.neural._engine import (  # noqa: E402  (internals: the engine's parts)
@@ -70,18 +71,18 @@ def test_band_matrix_rows_are_normalised_and_cover_every_bin():
 
 
 def test_streaming_equals_the_whole_utterance(tiny, mixture):
-    V = np.abs(pse_nmf.stft(mixture[0], n_fft=tiny.n_fft, hop_length=tiny.hop_length)).astype(np.float32)
+    V = np.abs(pse_nmf.audio.stft(mixture[0], n_fft=tiny.n_fft, hop_length=tiny.hop_length)).astype(np.float32)
     whole = tiny.predict_mask(V)
     streamed = np.stack(list(tiny.stream_masks(V)))
     np.testing.assert_allclose(streamed, whole, atol=2e-5)
 
 
 def test_denoise_equals_the_library_stft_path(tiny, mixture):
-    # denoise runs the torch STFT of training; the frame interface (pse_nmf.stft, librosa) gives the same
+    # denoise runs the torch STFT of training; the frame interface (pse_nmf.audio.stft, librosa) gives the same
     x = mixture[0]
-    S = pse_nmf.stft(x, n_fft=tiny.n_fft, hop_length=tiny.hop_length)
+    S = pse_nmf.audio.stft(x, n_fft=tiny.n_fft, hop_length=tiny.hop_length)
     M = tiny.predict_mask(np.abs(S).astype(np.float32))
-    expected = pse_nmf.istft(S * M, n_fft=tiny.n_fft, hop_length=tiny.hop_length, length=x.size)
+    expected = pse_nmf.audio.istft(S * M, n_fft=tiny.n_fft, hop_length=tiny.hop_length, length=x.size)
     np.testing.assert_allclose(tiny.denoise(x), expected, atol=1e-4)
     speech, noise = tiny.separate(x)
     np.testing.assert_array_equal(speech, tiny.denoise(x))
@@ -136,7 +137,7 @@ def test_si_sdr_matches_the_metric():
     e = 0.5 * s + 0.3 * rng.standard_normal(4000)
     s, e = s - s.mean(), e - e.mean()  # the metric removes the means; the loss leaves them (zero-mean audio)
     got = float(si_sdr(torch.tensor(e)[None], torch.tensor(s)[None])[0])
-    assert got == pytest.approx(pse_nmf.si_sdr(e, s), abs=1e-6)
+    assert got == pytest.approx(pse_nmf.metrics.si_sdr(e, s), abs=1e-6)
 
 
 def test_compressed_loss_is_zero_only_at_the_reference():
@@ -327,7 +328,7 @@ def test_pretrained_generalist_enhances_a_real_mixture_without_network(mixture, 
     x, s = mixture
     y = model.denoise(x)
     assert y.shape == x.shape and y.dtype == np.float32
-    assert pse_nmf.si_sdr(y, s) > pse_nmf.si_sdr(x, s) + 3.0
+    assert pse_nmf.metrics.si_sdr(y, s) > pse_nmf.metrics.si_sdr(x, s) + 3.0
 
 
 def test_pretrained_refuses_unknown_names_and_damaged_files(tmp_path, monkeypatch):
@@ -359,9 +360,9 @@ def test_cli_denoises_with_the_pretrained_generalist_by_name(mixture, tmp_path, 
     sf.write(tmp_path / "noisy.wav", x, 16000)
     rc = main(["denoise", "-m", "generalist", str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out.wav")])
     assert rc == 0, capsys.readouterr().err
-    y, sr = pse_nmf.read_audio(tmp_path / "out.wav", sr=None)
+    y, sr = pse_nmf.audio.read_audio(tmp_path / "out.wav", sr=None)
     assert sr == 16000 and y.size == x.size
-    assert pse_nmf.si_sdr(y, s) > pse_nmf.si_sdr(x, s) + 3.0
+    assert pse_nmf.metrics.si_sdr(y, s) > pse_nmf.metrics.si_sdr(x, s) + 3.0
 
 
 def test_cli_train_resume_and_errors(tmp_path, capsys):

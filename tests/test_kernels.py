@@ -1,6 +1,6 @@
 """Numba kernels against slow NumPy oracles.
 
-The kernels are private (``pse_nmf._kernels``); this file reaches for them on
+The kernels are private (``pse_nmf.decomposition._kernels``); this file reaches for them on
 purpose. Each oracle below is written straight from the formula in the
 kernel's docstring, entry by entry in float64, with no attempt at speed.
 scikit-learn's ``_beta_divergence`` serves as a second, independent oracle for
@@ -14,7 +14,7 @@ import pytest
 from sklearn.decomposition._nmf import _beta_divergence as sk_beta_divergence
 from threadpoolctl import threadpool_info
 
-from pse_nmf import _kernels as K
+from pse_nmf.decomposition import _kernels as K
 
 DTYPES = [np.float32, np.float64]
 # elementwise results: a few ulps of the dtype; sums: see _sum_tol
@@ -191,7 +191,7 @@ def test_mu_step_broadcast_matches_oracle(dtype, gamma, axis):
 
 
 def test_mu_step_gamma_matters():
-    """gamma != 1 must actually be applied (guards against a kernel that ignores it)."""
+    """Gamma != 1 must actually be applied (guards against a kernel that ignores it)."""
     A1 = np.ones((3, 3))
     A2 = np.ones((3, 3))
     num = np.full((3, 3), 4.0)
@@ -317,10 +317,9 @@ def test_thread_limit_restores_when_body_raises(two_threads):
     assert _blas_threads() == before_blas
 
 
-def test_thread_limit_none_and_negative(two_threads, monkeypatch):
+def test_thread_limit_none_leaves_the_callers_settings_and_negative_counts_back(two_threads):
     before_numba, before_blas = numba.get_num_threads(), _blas_threads()
-    monkeypatch.setattr(K, "busy_cores", lambda: 0)  # an idle machine: nothing changes
-    with K.thread_limit(None):
+    with K.thread_limit(None):  # BLAS threads are the caller's business (issue 18)
         assert numba.get_num_threads() == before_numba
         assert _blas_threads() == before_blas
     with K.thread_limit(-1):  # all cores, capped at Numba's pool size
@@ -329,38 +328,12 @@ def test_thread_limit_none_and_negative(two_threads, monkeypatch):
     assert _blas_threads() == before_blas
 
 
-@pytest.mark.parametrize("busy, want", [(None, 2), (0, 2), (1, 1), (64, 1)])
-def test_thread_limit_none_lowers_to_idle_cores(two_threads, monkeypatch, busy, want):
-    monkeypatch.setattr(K, "_n_cores", lambda: 2)  # a 2-core machine whatever runs the test
-    monkeypatch.setattr(K, "busy_cores", lambda: busy)
-    before = _blas_threads()
+def test_thread_limit_none_reads_no_machine_state(two_threads, monkeypatch):
+    import builtins
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
     with K.thread_limit(None):
-        assert all(n == want for n in _blas_threads())
-    assert _blas_threads() == before
-
-
-def test_thread_limit_none_restores_when_body_raises(two_threads, monkeypatch):
-    monkeypatch.setattr(K, "busy_cores", lambda: 64)
-    before = _blas_threads()
-    with pytest.raises(RuntimeError, match="boom"):
-        with K.thread_limit(None):
-            assert all(n == 1 for n in _blas_threads())
-            raise RuntimeError("boom")
-    assert _blas_threads() == before
-
-
-@pytest.mark.skipif(not __import__("os").path.exists("/proc/stat"), reason="reads /proc (Linux)")
-def test_busy_cores_sees_another_busy_process():
-    import subprocess
-    import sys
-    import time
-
-    assert K.busy_cores() >= 0
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        seen = max(K.busy_cores() for _ in range(20))
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert seen >= 1
+        pass
+    assert not [f for f in opened if f.startswith("/proc")]

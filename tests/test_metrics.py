@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from pse_nmf import estoi, evaluate, mix_at_snr, pesq, sdr, si_sdr, stoi
+from pse_nmf.datasets import mix_at_snr
+from pse_nmf.metrics import estoi, evaluate, pesq, sdr, si_sdr, stoi
 
 SR = 16000
 
@@ -14,7 +15,8 @@ SR = 16000
 def si_sdr_from_correlation(estimate, reference):
     """SI-SDR written another way: with rho the correlation coefficient of the
     mean-removed signals, the projection's energy share is rho**2, so
-    SI-SDR = 10 log10(rho**2 / (1 - rho**2))."""
+    SI-SDR = 10 log10(rho**2 / (1 - rho**2)).
+    """
     rho = np.corrcoef(np.asarray(estimate, np.float64), np.asarray(reference, np.float64))[0, 1]
     return 10 * np.log10(rho**2 / (1 - rho**2))
 
@@ -157,7 +159,8 @@ def test_metrics_reject_bad_waveforms():
 @pytest.mark.parametrize("func", [si_sdr, sdr])
 def test_silent_estimate_scores_minus_infinity_not_zero(func, utterance):
     """A silent output holds none of the target: it must rank below any real estimate,
-    not tie with an untouched 0 dB mixture (0.0 dB, as si_sdr returned before)."""
+    not tie with an untouched 0 dB mixture (0.0 dB, as si_sdr returned before).
+    """
     rng = np.random.default_rng(8)
     assert func(np.zeros(utterance.size), utterance) == -np.inf
     if func is si_sdr:  # signals are mean-removed first: a constant estimate is silent too

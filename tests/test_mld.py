@@ -8,9 +8,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pse_nmf import ModelFileError, SemiSupervisedNMF, load_model
-from pse_nmf._mld import MLD
+from pse_nmf import ModelFileError, SemiSupervisedNMF
+from pse_nmf import load as load_model
 from pse_nmf.datasets import load_example
+from pse_nmf.decomposition._mld import MLD
 
 ORDER_REASON = (
     "transform learns the noise atoms on all frames together, so a frame's output depends on the other frames "

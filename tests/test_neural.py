@@ -16,7 +16,9 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 
 import pse_nmf  # noqa: E402
-from pse_nmf import ModelFileError, ideal_ratio_mask, istft, mix_at_snr, stft  # noqa: E402
+from pse_nmf import ModelFileError  # noqa: E402
+from pse_nmf.audio import ideal_ratio_mask, istft, stft  # noqa: E402
+from pse_nmf.datasets import mix_at_snr  # noqa: E402
 from pse_nmf.neural import DAEEnhancer, GRUEnhancer, TCNEnhancer, complexity  # noqa: E402
 
 FAST = dict(n_fft=256, hop_length=128, segment_seconds=1.0)
@@ -100,7 +102,7 @@ def test_denoise_is_level_free(gru, noisy):
 
 
 def test_denoise_other_rate(gru, noisy):
-    from pse_nmf import resample
+    from pse_nmf.audio import resample
 
     x8 = resample(noisy, 16000, 8000)
     out = gru.denoise(x8, sr=8000)
@@ -165,16 +167,17 @@ def test_fit_bad_inputs(speech, example):
 
 
 def test_fit_accepts_folders_and_mappings(audio_root, tmp_path):
-    from pse_nmf import list_recordings, write_audio
+    from pse_nmf.audio import write_audio
+    from pse_nmf.datasets import list_recordings
 
     # a small dev-layout tree: <group>/<file>
     speakers = list_recordings(audio_root / "speech")
     spk = sorted(speakers)[0]
-    y, sr = pse_nmf.read_audio(speakers[spk][0])
+    y, sr = pse_nmf.audio.read_audio(speakers[spk][0])
     (tmp_path / "speech" / spk).mkdir(parents=True)
     write_audio(tmp_path / "speech" / spk / "a.wav", y[: 2 * sr], sr)
     write_audio(tmp_path / "speech" / spk / "b.wav", y[2 * sr : 4 * sr], sr)
-    noise = {"tap": [pse_nmf.read_audio(f)[0][:sr] for f in list_recordings(audio_root / "noise")[
+    noise = {"tap": [pse_nmf.audio.read_audio(f)[0][:sr] for f in list_recordings(audio_root / "noise")[
         sorted(list_recordings(audio_root / "noise"))[0]][:1]]}
     model = GRUEnhancer(hidden_size=4, num_layers=1, max_epochs=1, random_state=0, **FAST)
     a = _quiet_fit(clone(model), tmp_path / "speech", noise)
@@ -502,7 +505,7 @@ def test_short_training_enhances_unseen_speaker_and_noise_clips(example):
     real frames only); with it the first noise type needs more (-0.4 to 0.3
     dB after six epochs, means ~2.9).
     """
-    from pse_nmf import si_sdr
+    from pse_nmf.metrics import si_sdr
 
     speakers = sorted(example.speech)
     train = [y for spk in speakers[:3] for y in example.speech[spk]]

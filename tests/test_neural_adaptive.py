@@ -15,7 +15,8 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 
 import pse_nmf  # noqa: E402
-from pse_nmf import ModelFileError, mix_at_snr  # noqa: E402
+from pse_nmf import ModelFileError  # noqa: E402
+from pse_nmf.datasets import mix_at_snr  # noqa: E402
 from pse_nmf.neural import AdaptiveDAE, DAEEnhancer, complexity  # noqa: E402
 
 TINY = dict(hidden_size=32, bottleneck_size=8, context=1, purity_hidden_size=32, purity_bottleneck_size=8,
@@ -271,7 +272,7 @@ def test_adapting_on_mixtures_of_an_unseen_noise_type_does_not_hurt(example):
     the pretrained one's or better, and the mixture-reconstruction error
     fell. Scores come from the public si_sdr, not from the model's loss.
     """
-    from pse_nmf import si_sdr
+    from pse_nmf.metrics import si_sdr
 
     speakers = sorted(example.speech)
     train = [y for spk in speakers[:3] for y in example.speech[spk]]

@@ -13,7 +13,10 @@ torch = pytest.importorskip("torch")
 
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
-from pse_nmf import SemiSupervisedNMF, istft, mix_at_snr, si_sdr, stft  # noqa: E402
+from pse_nmf import SemiSupervisedNMF  # noqa: E402
+from pse_nmf.audio import istft, stft  # noqa: E402
+from pse_nmf.datasets import mix_at_snr  # noqa: E402
+from pse_nmf.metrics import si_sdr  # noqa: E402
 from pse_nmf.neural import DistilledStudent, GRUEnhancer  # noqa: E402
 from pse_nmf.neural._base import _batch  # noqa: E402
 from pse_nmf.neural._models import DAEMaskNet, GRUMaskNet, TCNMaskNet, log_features  # noqa: E402
@@ -151,7 +154,8 @@ def test_distillation_with_a_one_frame_last_segment_alone_in_its_batch(student, 
     holding only that tail made torch.istft (center=True) trim the signal to nothing, and its
     window-envelope check called min() on an empty tensor. With the default batch_size=4 that
     happened only when the shuffle put the tail alone (e.g. as the one validation segment): seen
-    once in three runs. batch_size=1 puts every segment alone, so it happens on every run."""
+    once in three runs. batch_size=1 puts every segment alone, so it happens on every run.
+    """
     noisy = user[1]
     n_frames = 1 + noisy[0].size // KW["hop_length"]
     assert n_frames % (16000 // KW["hop_length"]) == 1  # the data the crash needs

@@ -1,6 +1,6 @@
 """Properties of the beta-NMF core: BetaNMF, non_negative_factorization, _solve.
 
-The monotonicity tests drive the private update loop ``pse_nmf._nmf._solve``
+The monotonicity tests drive the private update loop ``pse_nmf.decomposition._nmf._solve``
 one iteration at a time, because the property is about each update; the
 rest goes through the public API. scikit-learn's ``NMF(solver="mu")`` is an
 independent oracle for the unpenalised updates.
@@ -13,8 +13,15 @@ import pytest
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
-from pse_nmf import BetaNMF, beta_divergence, non_negative_factorization
-from pse_nmf._nmf import L1Penalty, _init_activations, _init_atoms, _normalize_rows, _solve
+from pse_nmf import BetaNMF
+from pse_nmf.decomposition import beta_divergence, non_negative_factorization
+from pse_nmf.decomposition._nmf import (
+    L1Penalty,
+    _init_activations,
+    _init_atoms,
+    _normalize_rows,
+    _solve,
+)
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
 
@@ -139,7 +146,8 @@ def test_matches_sklearn_mu_with_same_init(beta):
 
 def _textbook_mu(X, A, D, beta, free, n_iter):
     """Plain NumPy multiplicative updates (Fevotte & Idier 2011, beta in [1, 2]) with the atoms
-    outside ``free`` held fixed; no normalisation, no fused kernels, no shared buffers."""
+    outside ``free`` held fixed; no normalisation, no fused kernels, no shared buffers.
+    """
     A, D = A.copy(), D.copy()
     for _ in range(n_iter):
         WH = A @ D
@@ -154,7 +162,8 @@ def _textbook_mu(X, A, D, beta, free, n_iter):
 @pytest.mark.parametrize("free", ["all", "some", "none"])
 def test_solve_matches_textbook_updates_with_fixed_atoms(beta, free):
     """The loop (Gram-matrix path and shared buffers for beta=2, vector denominators for KL) gives the
-    textbook updates' A @ D, the fixed atoms untouched, with all, some or no atoms free."""
+    textbook updates' A @ D, the fixed atoms untouched, with all, some or no atoms free.
+    """
     rng = np.random.default_rng(11)
     X = _low_rank(5, shape=(70, 30))
     A0 = rng.uniform(0.1, 1.0, (X.shape[0], 6))

@@ -1,19 +1,19 @@
 """Tests of the streaming enhancer OnlineNMF, its streaming STFT and its kernels.
 
-OnlineNMF is imported from its private module ``pse_nmf._online`` until the
-package's ``__init__`` exports it; the streaming STFT (``pse_nmf._stream``)
-and the kernels (``pse_nmf._online_kernels``) are internals, reached for on
-purpose.
+The streaming STFT (``pse_nmf.audio._stream``) and the kernels
+(``pse_nmf.decomposition._online_kernels``) are internals, reached for on purpose.
 """
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from pse_nmf import SemiSupervisedNMF, istft, load_model, si_sdr, stft
-from pse_nmf._online import OnlineNMF
-from pse_nmf._online_kernels import online_frames, overlap_add, pending_masks
-from pse_nmf._stream import StreamingSTFT, hann_window, stream_istft, stream_stft
+from pse_nmf import OnlineNMF, SemiSupervisedNMF
+from pse_nmf import load as load_model
+from pse_nmf.audio import istft, stft
+from pse_nmf.audio._stream import StreamingSTFT, hann_window, overlap_add
+from pse_nmf.decomposition._online_kernels import online_frames, pending_masks
+from pse_nmf.metrics import si_sdr
 
 SR = 16000
 
@@ -60,6 +60,30 @@ def _stream(model, x, sizes):
 
 
 # --------------------------------------------------------------------------- streaming STFT
+
+# whole-signal STFT through the streaming one: test helpers (issue 18 moved them out of the package)
+def stream_stft(x, *, n_fft=1024, hop_length=256):
+    """Whole-signal STFT through :class:`StreamingSTFT` (same frames as ``pse_nmf.audio.stft``).
+
+    Returns
+    -------
+    S : complex ndarray of shape (1 + len(x) // hop_length, n_fft // 2 + 1)
+    """
+    st = StreamingSTFT(n_fft, hop_length)
+    return np.vstack([st.analyze(np.asarray(x, dtype=np.float64)), st.finish()])
+
+
+def stream_istft(S, length, *, n_fft=1024, hop_length=256):
+    """Inverse of :func:`stream_stft` for a signal of ``length`` samples (as ``pse_nmf.audio.istft``)."""
+    st = StreamingSTFT(n_fft, hop_length)
+    st._n_in = int(length)
+    st._next_frame = S.shape[0]
+    st._finished = True
+    if S.shape[0] != st.n_frames_total():
+        raise ValueError(f"{S.shape[0]} frames do not fit a signal of {length} samples")
+    return st.synthesize(np.asarray(S), final=True)
+
+
 @pytest.mark.parametrize("n", [1, 255, 256, 1023, 1024, 1500, 4097, 16000])
 def test_stream_stft_matches_library_stft(n, rng):
     x = rng.standard_normal(n).astype(np.float32)
@@ -189,17 +213,16 @@ def test_online_frames_kernel_matches_oracle(rng, mask_power, update_every, repl
             np.finfo(np.float64).eps)
     expected = oracle_online_frames(V, *state[:2], U, *state[2:], *args)
     W0 = state[0].copy()
-    mask, ratio = np.full_like(V, -1.0), np.full(T, -1.0)
-    n_out = online_frames(V, state[0], state[1], U, *state[2:], *args, mask, ratio)
+    mask = np.full_like(V, -1.0)
+    n_out = online_frames(V, state[0], state[1], U, *state[2:], *args, mask)
     assert n_out == expected[2] == T - lookahead
     if lookahead:
-        m = pending_masks(state[0], state[3], state[6], Ks, lookahead, mask_power, mask[n_out:], ratio[n_out:])
+        m = pending_masks(state[0], state[3], state[6], Ks, lookahead, mask_power, mask[n_out:])
         assert m == lookahead
     assert state[6][0] == L and state[6][1] == T and state[6][2] == T - 1  # the window filled up and wrapped
     np.testing.assert_array_equal(mask[3], 0.0)  # masks come in frame order; the zero frame gets silence
     assert 0 < np.count_nonzero(mask) < mask.size
     np.testing.assert_allclose(mask, expected[0], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(ratio, expected[1], rtol=1e-9, atol=1e-12)
     for got, want in zip(state, expected[3:]):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(W0[:Ks], state[0][:Ks])  # speech atoms fixed
@@ -215,9 +238,9 @@ def test_replacement_seeds_the_least_used_atom_from_the_quietest_recent_frame(rn
     U = np.ones((Kn, F))
     state = _kernel_state(rng, Ks, Kn, L, F)
     state[1][:] = 1.0
-    mask, ratio = np.empty_like(V), np.empty(L + 1)
+    mask = np.empty_like(V)
     online_frames(V, *state[:2], U, *state[2:], Ks, 1, 0, 1.0, 2.0, 1.0, 1, L, 1, 4, 0, np.finfo(np.float64).eps,
-                  mask, ratio)
+                  mask)
     W, buf_A = state[0], state[3]
     target = V[L - 1] / np.linalg.norm(V[L - 1])
     hits = [j for j in range(Kn) if np.allclose(W[Ks + j], target)]
@@ -453,7 +476,7 @@ def test_denoise_file_other_rate_and_channels(online, noisy, tmp_path):
 # --------------------------------------------------------------------------- quality
 def _changing_noise_mixture(example):
     """Example speech (two utterances of one speaker) in running tap, then in dishes, each half at 0 dB."""
-    from pse_nmf import mix_at_snr
+    from pse_nmf.datasets import mix_at_snr
 
     speaker = sorted(example.speech)[1]
     s = np.concatenate(example.speech[speaker][:2]).astype(np.float64)
@@ -522,7 +545,8 @@ def default_online(example_task):
 
 def test_dc_offset_is_removed_before_streaming(default_online, example_task):
     """A DC offset ruined the stream (2.8 dB against 10.5 dB offline on a user's file); removed
-    first, the result is the offset-free signal's, scaled (the output follows the level)."""
+    first, the result is the offset-free signal's, scaled (the output follows the level).
+    """
     mix = example_task.test[0]
     x = mix.mixture.astype(np.float64)
     dc_input = 0.2 * x + 0.3
@@ -535,7 +559,8 @@ def test_dc_offset_is_removed_before_streaming(default_online, example_task):
 def test_normal_recordings_are_streamed_untouched(default_online, example_task):
     """Recordings without a real offset (mean below 10 % of the RMS) are not shifted: the stream is
     sensitive to any change of its input (removing a 1e-4 mean moved one mixture by 2 dB), and the
-    benchmarks' figures must not move."""
+    benchmarks' figures must not move.
+    """
     x = example_task.test[0].mixture.astype(np.float64)
     assert 0 < abs(x.mean()) < 0.1 * x.std()
     np.testing.assert_array_equal(default_online.denoise(x), default_online._enhance(x).astype(np.float32))
@@ -551,7 +576,7 @@ def test_denoise_file_removes_dc_like_denoise(default_online, example_task, tmp_
 
 
 def test_denoise_file_unreadable_input_says_why(online, noisy, tmp_path, monkeypatch):
-    import pse_nmf._audio as audio_module
+    import pse_nmf.audio._io as audio_module
 
     src = tmp_path / "locked.wav"
     sf.write(src, noisy, SR)

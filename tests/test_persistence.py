@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 from sklearn.exceptions import NotFittedError
 
-from pse_nmf import BetaNMF, ModelFileError, SemiSupervisedNMF, load, load_model
+from pse_nmf import BetaNMF, ModelFileError, SemiSupervisedNMF, load
+from pse_nmf import load as load_model
 
 SR = 16000
 
@@ -235,7 +236,8 @@ def test_n_fft_not_matching_audio_settings(saved_semi, tmp_path):
 
 def test_n_fft_changed_consistently_fails_clearly_on_use(saved_semi, tmp_path, real_mixture):
     """A file whose n_fft was changed everywhere loads (a model fitted on frames may have any width),
-    but denoising with it is refused with a clear message."""
+    but denoising with it is refused with a clear message.
+    """
 
     def change(meta):
         meta["params"]["n_fft"] = 512

@@ -1,4 +1,4 @@
-"""Tests of the figures (private module ``pse_nmf._plot``: not exported by ``__init__`` yet)."""
+"""Tests of the figures (:mod:`pse_nmf.plotting`)."""
 
 import sys
 
@@ -8,7 +8,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
-from pse_nmf._plot import plot_activations, plot_dictionary, plot_spectrograms
+from pse_nmf.plotting import plot_activations, plot_dictionary, plot_spectrograms
 
 SR = 16000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -22,15 +22,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pse_nmf import (  # noqa: E402
-    ModelFileError,
-    check_waveform,
-    evaluate,
-    load_model,
-    read_audio,
-    si_sdr,
-    write_audio,
-)
+from pse_nmf import ModelFileError  # noqa: E402
+from pse_nmf import load as load_model  # noqa: E402
+from pse_nmf.audio import check_waveform, read_audio, write_audio  # noqa: E402
+from pse_nmf.metrics import evaluate, si_sdr  # noqa: E402
 
 PSE_NMF_DIR = str(Path(__import__("pse_nmf").__file__).parent)
 DOCUMENTED = (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)

@@ -8,7 +8,10 @@ import pytest
 
 pytest.importorskip("pyrnnoise")
 
-from pse_nmf import RNNoiseEnhancer, load, mix_at_snr, resample, si_sdr  # noqa: E402
+from pse_nmf import RNNoiseEnhancer, load  # noqa: E402
+from pse_nmf.audio import resample  # noqa: E402
+from pse_nmf.datasets import mix_at_snr  # noqa: E402
+from pse_nmf.metrics import si_sdr  # noqa: E402
 
 SR = 16000
 

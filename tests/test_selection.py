@@ -34,7 +34,7 @@ def data():
 def noisy(data):
     spk = sorted(data.speech)[0]
     noise = data.noise[sorted(data.noise)[0]][0]
-    x, _ = pse_nmf.mix_at_snr(data.speech[spk][-1], noise, 0.0, random_state=0)
+    x, _ = pse_nmf.datasets.mix_at_snr(data.speech[spk][-1], noise, 0.0, random_state=0)
     return x.astype(np.float32)
 
 
@@ -187,7 +187,7 @@ def test_selector_prefers_clean_speech_to_noise(data, personal):
     spk = sorted(data.speech)[0]
     clean = data.speech[spk][-1]
     noise = data.noise[sorted(data.noise)[0]][0]
-    x, _ = pse_nmf.mix_at_snr(clean, noise, -5.0, random_state=0)
+    x, _ = pse_nmf.datasets.mix_at_snr(clean, noise, -5.0, random_state=0)
     sel = AutoencoderSelector([("noisy", _Passthrough())], scorer=personal).fit()
     scores = sel.score_outputs({"clean": clean, "noisy": x, "noise": noise[: clean.size]}, 16000)
     assert scores["clean"] < scores["noisy"] < scores["noise"]
@@ -228,7 +228,7 @@ def test_siamese_embedding_separates_speakers_on_noisy_pairs(data, tmp_path):
     for i, s in enumerate(sorted(data.speech)):
         for u in data.speech[s][-2:]:
             for snr in (0.0, 5.0):
-                x, _ = pse_nmf.mix_at_snr(u, noise[rng.randint(len(noise))], snr, random_state=rng)
+                x, _ = pse_nmf.datasets.mix_at_snr(u, noise[rng.randint(len(noise))], snr, random_state=rng)
                 test.append(x)
                 labels.append(i)
     emb = SpeakerEmbedding(channels=32, hidden_size=32, dim=16, speakers_per_batch=4, batches_per_epoch=10,
@@ -260,6 +260,28 @@ def test_embedding_bad_inputs(data):
     emb = SpeakerEmbedding()
     with pytest.raises(Exception, match="not fitted|NotFitted"):
         emb.transform(np.zeros(1000, np.float32))
+
+
+# -- the shipped mixture of experts ------------------------------------------------------------------------
+def test_pretrained_experts_card_matches_the_shipped_file(noisy):
+    from pse_nmf.neural import pretrained, pretrained_models
+    from pse_nmf.neural._pretrained import _sha256, pretrained_path
+
+    card = pretrained_models()["experts"]
+    assert _sha256(pretrained_path("experts")) == card["sha256"]
+    model = pretrained("experts")
+    assert type(model).__name__ == card["estimator"] == "SparseMixtureOfExperts"
+    c = complexity(model)
+    assert c["parameters"] == card["parameters"]
+    assert c["macs_per_second"] == pytest.approx(card["macs_per_second"])
+    generalist = pretrained("generalist")
+    # the budget: at most 1.2 x the MACs of the generalist of the same per-frame cost
+    assert c["macs_per_second"] <= 1.2 * complexity(generalist)["macs_per_second"]
+    for name, expert in model._members():
+        assert complexity(expert)["parameters"] == complexity(generalist)["parameters"]
+        assert name in card["specialists"]
+    assert "benchmarks/train_experts.py" in card["training_command"]
+    assert model.denoise(noisy).shape == noisy.shape
 
 
 def test_validation_snrs_set_the_validation_mixtures(data):

@@ -6,7 +6,10 @@ import soundfile as sf
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from pse_nmf import SemiSupervisedNMF, make_personalization_task, mix_at_snr, resample, si_sdr
+from pse_nmf import SemiSupervisedNMF
+from pse_nmf.audio import resample
+from pse_nmf.datasets import make_personalization_task, mix_at_snr
+from pse_nmf.metrics import si_sdr
 
 SR = 16000
 N_BINS = 513
@@ -233,7 +236,8 @@ def test_si_sdr_improvement_on_real_mixtures(audio_root):
 @pytest.mark.parametrize("layout", ["list", "one_array", "one_array_channels_first"])
 def test_fit_on_stereo_arrays_with_downmix_equals_fit_on_the_mono_mix(speech, layout):
     """Stereo arrays with downmix=True were taken as frames ("Negative values") or failed to
-    stack ("inhomogeneous shape")."""
+    stack ("inhomogeneous shape").
+    """
     stereo = [np.stack([u, 0.5 * u], axis=1) for u in speech]
     X = {"list": stereo, "one_array": stereo[0], "one_array_channels_first": stereo[0].T}[layout]
     mono = [u.mean(axis=1) for u in stereo] if layout == "list" else stereo[0].mean(axis=1)
@@ -250,7 +254,8 @@ def test_fit_on_a_list_of_stereo_arrays_without_downmix_says_so(speech):
 
 def test_fit_refuses_too_little_speech(example):
     """0.5 s of speech gave a model worse than the noisy input (SI-SDR -2 to -5 dB), with only a
-    ConvergenceWarning; the CLI wrote it and reported success."""
+    ConvergenceWarning; the CLI wrote it and reported success.
+    """
     utterance = example.speech[sorted(example.speech)[0]][0]
     with pytest.raises(ValueError, match=r"0\.5 s of speech recordings.*at least 3\.0 s.*min_seconds=0"):
         SemiSupervisedNMF(random_state=0).fit(utterance[: SR // 2])
@@ -271,12 +276,12 @@ def test_fit_on_frames_has_no_duration_minimum():
 
 
 # --------------------------------------------------------------------------- issue 19, item 8: long inputs
-# The piece lengths are private module constants (pse_nmf._spectral); the tests shrink them so that a
+# The piece lengths are private module constants (pse_nmf.audio._mixin); the tests shrink them so that a
 # 30 s real recording counts as long, instead of enhancing 10 minutes.
 
 @pytest.fixture
 def short_pieces(monkeypatch):
-    import pse_nmf._spectral as spectral
+    import pse_nmf.audio._mixin as spectral
 
     monkeypatch.setattr(spectral, "_LONG_SECONDS", 8.0)
     monkeypatch.setattr(spectral, "_CHUNK_SECONDS", 6.0)
@@ -292,7 +297,7 @@ def long_mixture(example):
 
 
 def test_long_input_in_pieces_matches_the_whole_signal(small_semi, long_mixture, monkeypatch):
-    import pse_nmf._spectral as spectral
+    import pse_nmf.audio._mixin as spectral
 
     mixture, speech = long_mixture
     whole = small_semi.denoise(mixture)  # ~27 s: enhanced whole

@@ -10,7 +10,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pse_nmf import BetaNMF, SemiSupervisedNMF, mix_at_snr, stft
+from pse_nmf import BetaNMF, SemiSupervisedNMF
+from pse_nmf.audio import stft
+from pse_nmf.datasets import mix_at_snr
 
 SR = 16000
 

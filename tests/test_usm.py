@@ -1,4 +1,4 @@
-"""Tests of the universal speech model and the block penalties (pse_nmf.USM, pse_nmf._penalties).
+"""Tests of the universal speech model and the block penalties (pse_nmf.USM, pse_nmf.decomposition._penalties).
 
 The penalty objects and _solve are internals, reached on purpose: the block-sparse
 objective is checked against a NumPy oracle under the library's one update loop.
@@ -16,11 +16,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pse_nmf import ModelFileError, load_model, write_audio
-from pse_nmf._nmf import _solve
-from pse_nmf._penalties import BlockPenalty
-from pse_nmf._usm import USM, plot_block_usage
+from pse_nmf import ModelFileError
+from pse_nmf import load as load_model
+from pse_nmf.audio import write_audio
 from pse_nmf.datasets import load_example
+from pse_nmf.decomposition._nmf import _solve
+from pse_nmf.decomposition._penalties import BlockPenalty
+from pse_nmf.decomposition._usm import USM
+from pse_nmf.plotting import plot_block_usage
 
 ORDER_REASON = (
     "transform fits the noise atoms and the utterance-level block selection on all frames together, "

@@ -1,6 +1,11 @@
-"""Example data shipped with pse_nmf.
+"""Data: the example data shipped with pse_nmf, and recordings and tasks from folders.
 
-A small offline subset of the developer audio set: 4 adult speakers (2 male,
+:func:`load_example` / :func:`example_path` give the bundled example set;
+:func:`list_recordings`, :func:`load_recordings`, :func:`mix_at_snr` and
+:func:`make_personalization_task` build personalization tasks from any
+speech and noise folders.
+
+The example set is a small offline subset of the developer audio set: 4 adult speakers (2 male,
 2 female) with 6 read utterances each (about 39 s per speaker), and 3 noise
 types of different character with 2 clips of 10 s each. Licences and
 attribution are in ``example_path() / "LICENSES.md"``.
@@ -14,10 +19,26 @@ from pathlib import Path
 
 from sklearn.utils import Bunch
 
-from .._audio import read_audio
-from .._data import list_recordings
+from ..audio._io import read_audio
+from ._tasks import (
+    PersonalizationTask,
+    TestMixture,
+    list_recordings,
+    load_recordings,
+    make_personalization_task,
+    mix_at_snr,
+)
 
-__all__ = ["example_path", "load_example"]
+__all__ = [
+    "example_path",
+    "load_example",
+    "list_recordings",
+    "load_recordings",
+    "mix_at_snr",
+    "make_personalization_task",
+    "PersonalizationTask",
+    "TestMixture",
+]
 
 _DESCR = """\
 pse_nmf example data

@@ -26,6 +26,8 @@ from ._distill import DistilledStudent
 from ._adaptive import AdaptiveDAE
 from ._models import complexity
 from ._generalist import CompactEnhancer
+from ._snr import SNRPredictor
+from ._personal import ContrastiveMixtures, PseudoSE
 from ._pretrained import pretrained, pretrained_models
 from ._experts import SparseMixtureOfExperts
 from ._selector import AutoencoderSelector
@@ -34,5 +36,5 @@ from ._speaker import SpeakerEmbedding
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
     "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
-    "AutoencoderSelector", "SpeakerEmbedding",
+    "AutoencoderSelector", "SpeakerEmbedding", "SNRPredictor", "PseudoSE", "ContrastiveMixtures",
 ]

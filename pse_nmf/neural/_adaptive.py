@@ -305,7 +305,7 @@ class AdaptiveDAE(DAEEnhancer):
     Examples
     --------
     >>> import warnings
-    >>> from pse_nmf import mix_at_snr
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> from pse_nmf.neural import AdaptiveDAE
     >>> data = load_example()

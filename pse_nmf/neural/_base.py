@@ -3,9 +3,9 @@
 skorch's manners: ``__init__`` stores flat hyperparameters; ``fit`` builds
 the network (``module_``), its optimizer (``optimizer_``) and the per-epoch
 record (``history_``). The network predicts a magnitude mask in [0, 1] on
-STFT frames (n_frames, n_bins) from :func:`pse_nmf.stft`, so ``denoise``,
+STFT frames (n_frames, n_bins) from :func:`pse_nmf.audio.stft`, so ``denoise``,
 ``separate`` and ``transform`` behave exactly as for the NMF estimators
-(:class:`pse_nmf._spectral.AudioMixin`). NumPy in, NumPy out.
+(:class:`pse_nmf.audio._mixin.AudioMixin`). NumPy in, NumPy out.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from .._audio import ratio_mask, stft
-from .._data import _SilentExcerptError, _as_groups, mix_at_snr
 from .._persistence import ModelFileError, ModelIOMixin
-from .._spectral import AudioMixin, load_recordings_list
+from ..audio._mixin import AudioMixin, load_recordings_list
+from ..audio._stft import ratio_mask, stft
+from ..datasets._tasks import _as_groups, _SilentExcerptError, mix_at_snr
 from ._engine import fit_loop
 
 __all__ = ["BaseNeuralEnhancer"]
@@ -248,7 +248,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         fraction ``validation_fraction`` of them, mixed once, is the
         validation set. Every epoch mixes each training segment anew with a
         random noise recording (random excerpt, see
-        :func:`pse_nmf.mix_at_snr`) at an SNR drawn uniformly from
+        :func:`pse_nmf.datasets.mix_at_snr`) at an SNR drawn uniformly from
         ``snr_range``, so the network rarely sees the same mixture twice.
 
         Parameters
@@ -256,7 +256,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         speech : folder, mapping, list of waveforms or paths, or a waveform
             Clean speech. A folder is searched recursively (the development
             layout ``speech/<speaker>/<utt>.flac`` works); a mapping is
-            group -> recordings, as for :func:`pse_nmf.load_recordings`.
+            group -> recordings, as for :func:`pse_nmf.datasets.load_recordings`.
         noise : same forms as ``speech``
             Noise recordings, any length (shorter ones are tiled).
         sr : int or None
@@ -315,7 +315,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         validate = (lambda: self._evaluate(valid_pairs, device, loss_fn)) if valid_pairs else None
         result = fit_loop(
             self.module_, self.optimizer_, batches=batches, loss=loss_fn, validate=validate, mode="min",
-            max_epochs=self.max_epochs, patience=self.patience, tol=self.tol, grad_clip=_GRAD_CLIP,
+            max_epochs=self.max_epochs, patience=self.patience, tol=getattr(self, "tol", 0.0), grad_clip=_GRAD_CLIP,
             name=type(self).__name__, verbose=self.verbose,
         )
         self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"],
@@ -327,7 +327,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         if not result.stopped:
             warnings.warn(
                 f"Maximum number of epochs {self.max_epochs} reached before early stopping "
-                f"(patience={self.patience}, tol={self.tol}). Increase max_epochs to improve convergence.",
+                f"(patience={self.patience}). Increase max_epochs to improve convergence.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -380,7 +380,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
         Parameters
         ----------
         X : array-like of shape (n_frames, n_bins), non-negative
-            STFT magnitudes (``|pse_nmf.stft(x)|`` with this model's
+            STFT magnitudes (``|pse_nmf.audio.stft(x)|`` with this model's
             ``n_fft`` and ``hop_length``) of one recording.
 
         Returns

@@ -12,9 +12,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._audio import stft
-from .._data import _SilentExcerptError, mix_at_snr
+from ..audio._stft import stft
+from ..datasets._tasks import _SilentExcerptError, mix_at_snr
 from ._base import BaseNeuralEnhancer, _seed, _torch_threads, _validation_split
+from ._generalist import CompactEnhancer
 
 _EPS = 1e-8
 
@@ -128,10 +129,24 @@ class DistilledStudent(BaseEstimator):
     scores +6.54 dB against +3.24 dB before adaptation and +7.07 dB for the
     teacher (session 2, mask MSE without augmentation: +3.64 dB).
 
+    Starting from the new base (issue 16): ``student=None`` adapts a copy
+    of ``pretrained("generalist")``, and any teacher that needs no clean
+    speech of the user can be used: the generalist itself (self-distillation
+    with noise augmentation: its outputs on the user's recordings are the
+    targets for the same recordings with more noise), a
+    :class:`~pse_nmf.UniversalSpeechModel` fitted on many speakers, an
+    :class:`~pse_nmf.EnsembleEnhancer` or :class:`~pse_nmf.RNNoiseEnhancer`.
+    An *unfitted* :class:`CompactEnhancer` student (e.g. smaller layers) is
+    built anew and trained on the teacher's outputs alone: the seed's
+    "lossless compression" of a larger teacher into a smaller student.
+    With a CompactEnhancer student the ``tol`` setting is not used (it has
+    none); ``max_epochs``, ``learning_rate`` and the rest are set on it.
+
     Parameters
     ----------
-    student : fitted GRUEnhancer or DAEEnhancer
-        The model to adapt (copied, never modified).
+    student : fitted GRUEnhancer, DAEEnhancer or CompactEnhancer, an unfitted CompactEnhancer, or None
+        The model to adapt (copied, never modified); None means
+        ``pretrained("generalist")``.
     teacher : fitted estimator with ``denoise(x, sr=...)``
         Frozen; only its ``denoise`` is called. To use this estimator inside
         a search, wrap a fitted teacher in
@@ -179,7 +194,8 @@ class DistilledStudent(BaseEstimator):
     Examples
     --------
     >>> import warnings
-    >>> from pse_nmf import SemiSupervisedNMF, mix_at_snr
+    >>> from pse_nmf import SemiSupervisedNMF
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> from pse_nmf.neural import DistilledStudent, GRUEnhancer
     >>> data = load_example()
@@ -198,7 +214,7 @@ class DistilledStudent(BaseEstimator):
     """
 
     _parameter_constraints = {
-        "student": [BaseNeuralEnhancer],
+        "student": [BaseNeuralEnhancer, None],
         "teacher": [HasMethods(["denoise"])],
         "loss": [StrOptions({"mask_mse", "si_sdr"})],
         "augment_probability": [Interval(numbers.Real, 0, 1, closed="both")],
@@ -256,14 +272,24 @@ class DistilledStudent(BaseEstimator):
         self
         """
         self._validate_params()
-        check_is_fitted(self.student, "module_")
         check_is_fitted(self.teacher)
         lo, hi = self._check_augment_snr_range()
-        student = copy.deepcopy(self.student)
-        student.set_params(max_epochs=self.max_epochs, learning_rate=self.learning_rate,
-                           batch_size=self.batch_size, segment_seconds=self.segment_seconds,
-                           validation_fraction=self.validation_fraction, patience=self.patience, tol=self.tol,
-                           verbose=self.verbose)
+        if self.student is None:
+            from ._pretrained import pretrained
+
+            student = pretrained("generalist")
+        else:
+            if not (isinstance(self.student, CompactEnhancer) and not hasattr(self.student, "module_")):
+                check_is_fitted(self.student, "module_")
+            student = copy.deepcopy(self.student)
+        settings = dict(max_epochs=self.max_epochs, learning_rate=self.learning_rate, batch_size=self.batch_size,
+                        segment_seconds=self.segment_seconds, validation_fraction=self.validation_fraction,
+                        patience=self.patience, tol=self.tol, verbose=self.verbose)
+        own = student.get_params(deep=False)
+        student.set_params(**{k: v for k, v in settings.items() if k in own})  # CompactEnhancer has no tol
+        if not hasattr(student, "module_"):  # an unfitted CompactEnhancer: a new (e.g. smaller) network
+            student.n_features_in_ = student._n_bins()
+            student.module_ = student._new_module(student.n_features_in_, _seed(check_random_state(self.random_state)))
         recordings = student._recording_list(noisy, sr, downmix, "noisy", student.n_fft)
         noise_recs = []
         if noise is not None:

@@ -1,7 +1,7 @@
 """The training engine of the neural estimators: dynamic mixing, losses, schedule, checkpoints, the loop.
 
 One loop (:func:`fit_loop`) trains every network of ``pse_nmf.neural``, as
-``pse_nmf._nmf._solve`` is the one update loop of the NMF estimators. It
+``pse_nmf.decomposition._nmf._solve`` is the one update loop of the NMF estimators. It
 knows nothing of audio: a callable gives each epoch's batches, another the
 loss of a batch, a third the validation score. :class:`DynamicMixer` makes
 the waveform batches of the generalists on the fly (a new random segment,
@@ -121,7 +121,8 @@ class DynamicMixer:
 
     def _augmented(self, n, rng):
         """An excerpt made new: its speed (and pitch) changed, its spectrum tilted and reshaped, maybe reversed,
-        maybe summed with a second excerpt (see the class docstring)."""
+        maybe summed with a second excerpt (see the class docstring).
+        """
         rate = 2.0 ** rng.uniform(-0.4, 0.4)  # speed and pitch by up to 0.4 octave either way
         m = int(math.ceil(n * rate)) + 1
         piece = self._excerpt(m, rng).astype(np.float64)
@@ -198,7 +199,7 @@ def fixed_mixtures(speech, noise, snrs, seed):
 def si_sdr(estimate, reference, eps=1e-8):
     r"""Scale-invariant SDR in dB of each row of (batch, n_samples) tensors (Le Roux et al. 2019).
 
-    Unlike :func:`pse_nmf.si_sdr`, the means are not removed first: audio
+    Unlike :func:`pse_nmf.metrics.si_sdr`, the means are not removed first: audio
     has (nearly) zero mean, and the loss is cheaper without it.
 
     .. math:: \text{SI-SDR} = 10 \log_{10} \frac{\|\alpha s\|^2}{\|\alpha s - \hat s\|^2},

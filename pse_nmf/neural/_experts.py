@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._persistence import ModelFileError, ModelIOMixin, register_estimator
-from .._spectral import AudioMixin
+from ..audio._mixin import AudioMixin
 from ._base import _seed, _torch_threads
 from ._engine import DynamicMixer, cosine_schedule, fit_loop, fixed_mixtures, si_sdr
 
@@ -76,7 +76,8 @@ class MixtureNet(nn.Module):
     """Specialists and gate. In training mode the masks are mixed by the gate's softmax at ``temperature``
     (every specialist runs); in eval mode each segment's mask comes from its argmax specialist only, the
     GRU states handed on from one segment's specialist to the next (the specialists share the
-    generalist's initialisation)."""
+    generalist's initialisation).
+    """
 
     def __init__(self, experts, gate, seg_frames):
         super().__init__()
@@ -115,7 +116,8 @@ class MixtureNet(nn.Module):
 
     def hard_masks(self, f, choice, seg):
         """Masks with one specialist per segment (``choice``: (batch, n_seg)), consecutive equal choices run
-        as one piece, each piece continuing the previous piece's GRU states."""
+        as one piece, each piece continuing the previous piece's GRU states.
+        """
         out = []
         for b in range(f.shape[0]):
             fb, masks, state = f[b : b + 1], [], (None, None)
@@ -522,7 +524,7 @@ class SparseMixtureOfExperts(AudioMixin, ModelIOMixin, BaseEstimator):
         list of str
             One expert name per segment of ``segment_seconds``.
         """
-        from .._audio import check_waveform, resample
+        from ..audio._io import check_waveform, resample
 
         self._check_waveform_model()
         ref = self._members()[0][1]

@@ -16,8 +16,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._data import _as_groups, _is_path
 from .._persistence import register_estimator
+from ..datasets._tasks import _as_groups, _is_path
 from ._base import BaseNeuralEnhancer, _seed, _torch_threads
 from ._compact import CompactMaskNet
 from ._engine import (

@@ -7,9 +7,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._audio import check_waveform, resample, stft
 from .._ensemble import _unwrap
 from .._persistence import ModelIOMixin, register_estimator
+from ..audio._io import check_waveform, resample
+from ..audio._stft import stft
 
 __all__ = ["AutoencoderSelector"]
 
@@ -93,7 +94,7 @@ class AutoencoderSelector(ModelIOMixin, BaseEstimator):
 
     def score_outputs(self, outputs, sr):
         """Score (lower: purer speech) of each waveform of ``outputs`` (name -> waveform at rate ``sr``)."""
-        from .._nmf import _beta_value, _factorize, beta_divergence
+        from ..decomposition._nmf import _beta_value, _factorize, beta_divergence
 
         s = self._check_scorer()
         D = np.asarray(s.components_, dtype=np.float32)

@@ -11,10 +11,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._persistence import ModelFileError, register_estimator
+from ._base import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
 from ._nmf import _warn_not_converged
 from ._penalties import BlockPenalty
-from ._persistence import ModelFileError, register_estimator
-from ._usm import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
 
 __all__ = ["MLD"]
 
@@ -121,68 +121,20 @@ class MLD(_SpeechDictionaryEnhancer):
         Then this many iterations on all frames with every atom held
         (activations only), before ``test_max_iter`` iterations with the
         noise atoms free; 0 skips this stage.
-    unstaged_iter : int, default=0
-        Mask averaging with a solve without the staged noise updates (as
-        :class:`~pse_nmf.USM`'s; this library's heuristic). Off here: not
-        measured on MLD (see Notes).
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
     tol : float, default=1e-4
+    min_seconds : float, default=3.0
+        Fewest seconds of speech ``fit`` accepts from recordings (frames
+        carry no duration): below it ``fit`` raises ``ValueError``, below 10 s
+        it warns (``UserWarning``); 0 opts out of the error. The threshold is
+        SemiSupervisedNMF's measured one (``benchmarks/enrollment.py``).
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
         Seeds the clustering and the atoms' initialisation.
     n_threads : int or None
     verbose : int, default=0
-
-    Notes
-    -----
-    The defaults were chosen on 4 tuning speakers of the development set
-    that are none of ``benchmarks/quality.py``'s 8 targets (``so762_0560``,
-    ``2430``, ``0739``, ``2208``; personal models on 30 s of enrollment; 3
-    utterances x -5/0/5 dB each). Mean SI-SDR improvement (the personal
-    :class:`~pse_nmf.SemiSupervisedNMF`, 64 atoms: 7.40 dB):
-
-    ===================================================================  =======
-    setting                                                               SI-SDRi
-    ===================================================================  =======
-    32 x 4 atoms, L1 0.1, block 0.1, with SemiSupervisedNMF's noise recipe
-    (8 atoms from the quietest frames, L1 1.0, mask p=2)                  3.94
-    + L1 1.0 on the speech activations                                    5.81
-    + block_sparsity 1.0 (32 x 4)                                         6.14
-    32 x 4, block 3.0                                                     5.44
-    16 x 8 / 8 x 8 (block 1.0)                                            5.79 / 5.97
-    4 x 16, block 1.0 (default)                                           6.29
-    ===================================================================  =======
-
-    On this data the per-frame selection among local dictionaries did not
-    beat one 64-atom dictionary (``n_dictionaries=1``, which *is*
-    SemiSupervisedNMF); fewer, larger local dictionaries came closest.
-
-    Session 2: the staged noise updates of :class:`~pse_nmf.USM`
-    (``quiet_noise_iter=100``, ``fixed_noise_iter=50``, ``test_max_iter=30``;
-    the new defaults) measured on 8 non-target tuning speakers (``so762_0560``,
-    ``2430``, ``0739``, ``2208``, ``1156``, ``2402``, ``1037``, ``2799``; 2
-    utterances x 3 SNRs; personal SemiSupervisedNMF 7.45 dB, generic 4.03
-    dB): personal MLD 6.78 -> 7.86 dB (-5 / 0 / +5 dB rows 9.37 / 7.14 /
-    3.83 -> 8.65 / 8.25 / 6.69); universal MLD (pooled frames of the 16
-    other non-target speakers) 3.24 -> 4.83 dB. On 8 further non-target
-    speakers (``so762_0960``, ``9626``, ``1336``, ``9628``, ``1334``,
-    ``9623``, ``0563``, ``0575``; personal SemiSupervisedNMF 8.08 dB):
-    personal MLD 6.71 -> 8.50 dB (-5 / 0 / +5 dB: 10.26 / 7.24 / 2.62 ->
-    10.32 / 8.50 / 6.68). Only this one setting of the stages was
-    measured on MLD (it was tuned on USM's few-shot model). The stages
-    trade some of the -5 dB score for much better +5 dB scores (free noise
-    atoms no longer take the speech); on the benchmark's targets personal
-    MLD went 6.70 -> 7.04 dB (-5 dB 10.46 -> 8.06, +5 dB 2.44 -> 5.98),
-    universal 1.52 -> 3.60 dB.
-
-    Session 3: the speech mask averaged over 3 frames (``mask_smoothing=3``,
-    the default; :class:`~pse_nmf.USM`'s Notes have its tuning). On the
-    benchmark's targets personal MLD 7.04 -> 7.22 dB, universal 3.60 ->
-    3.85 dB. Mask averaging with an unstaged solve (``unstaged_iter``)
-    stays off: the tuning figures that decided it were lost with the
-    session that measured them, and it has not been re-measured on MLD.
 
     Attributes
     ----------
@@ -193,6 +145,12 @@ class MLD(_SpeechDictionaryEnhancer):
     n_iter_ : int
         Most iterations any local dictionary took.
     n_features_in_ : int
+
+    Notes
+    -----
+    The defaults were chosen on development speakers that are none of
+    ``benchmarks/quality.py``'s targets; the measurements behind each one
+    are in ``docs/experiments/mld.md``.
 
     References
     ----------
@@ -222,12 +180,16 @@ class MLD(_SpeechDictionaryEnhancer):
         "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
     }
     _fitted_arrays = ("components_", "cluster_sizes_")
+    # issue 18: USM's mask averaging with an unstaged solve was never measured on MLD and is off; files that
+    # hold unstaged_iter=0 still load
+    _removed_params = {"unstaged_iter": 0}
     _fitted_scalars = ("n_iter_", "n_features_in_")
 
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8, block_penalty="log",
                  block_sparsity=1.0, block_eps=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
-                 mask_power=2.0, max_iter=200, test_max_iter=30, quiet_noise_iter=100, fixed_noise_iter=50, unstaged_iter=0,
-                 mask_smoothing=3, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
+                 mask_power=2.0, max_iter=200, test_max_iter=30, quiet_noise_iter=100, fixed_noise_iter=50,
+                 mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
+                 random_state=None, n_threads=None,
                  verbose=0):
         self.n_dictionaries = n_dictionaries
         self.n_components_per_dictionary = n_components_per_dictionary
@@ -244,9 +206,9 @@ class MLD(_SpeechDictionaryEnhancer):
         self.test_max_iter = test_max_iter
         self.quiet_noise_iter = quiet_noise_iter
         self.fixed_noise_iter = fixed_noise_iter
-        self.unstaged_iter = unstaged_iter
         self.mask_smoothing = mask_smoothing
         self.tol = tol
+        self.min_seconds = min_seconds
         self.sr = sr
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -281,10 +243,11 @@ class MLD(_SpeechDictionaryEnhancer):
                 if isinstance(items, (list, tuple)) and len(items) == 0:
                     raise ValueError(f"speaker {spk!r} has no recordings")
                 recs += self._recordings(items, sr=sr, downmix=downmix, name=f"speaker {spk!r}")
+            self._check_duration(recs, "speech recordings")
             V = self._frames_from_recordings(recs)
             self.n_features_in_ = V.shape[1]
         elif _is_audio(X, downmix):
-            V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
+            V = self._frames_from_recordings(self._enrollment(X, sr=sr, downmix=downmix))
             self.n_features_in_ = V.shape[1]
         else:
             V = self._validate_frames(X, reset=True)

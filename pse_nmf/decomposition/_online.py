@@ -14,13 +14,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from .._persistence import (
+    ModelFileError,
+    ModelIOMixin,
+    check_dictionary,
+    register_estimator,
+)
+from ..audio._io import _atomic_write, _check_readable, check_waveform, resample
+from ..audio._mixin import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
+from ..audio._stream import StreamingSTFT
 from . import _kernels as K
-from ._audio import _atomic_write, _check_readable, check_waveform, resample
 from ._nmf import _factorize, _init_atoms, _warn_not_converged, beta_divergence
 from ._online_kernels import online_frames, pending_masks
-from ._persistence import ModelFileError, ModelIOMixin, check_dictionary, register_estimator
-from ._spectral import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
-from ._stream import StreamingSTFT
 
 __all__ = ["OnlineNMF"]
 
@@ -65,7 +70,6 @@ class _StreamState:
         self.pending = np.zeros((0, n_bins), dtype=np.complex128)  # analysed frames waiting for the lookahead
         self.out = np.zeros(est.latency, dtype=np.float64)  # output FIFO, primed with the latency's zeros
         self.n_speech = n_speech
-        self.n_frames = 0
 
 
 @register_estimator
@@ -114,278 +118,10 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     in :meth:`fit`, ``initial_noise_components_``): streams usually start
     before the talker does.
 
-    Choices, each measured as SI-SDR improvement (dB) on mixtures of the
-    developer set that ``benchmarks/online.py`` does not use (3 speakers; 18
-    mixtures whose noise type changes halfway, "change", and 6 with one
-    noise type, "stat."). Offline :class:`SemiSupervisedNMF` with the same
-    speech dictionary: 6.08 / 7.30. The previous design (noise atoms from a
-    buffer of *quiet* frames only, modelled by the noise atoms alone)
-    reached 4.5 / 7.0; its second halves lagged 2.5-3.5 dB, because louder
-    new noise is never "quiet". Variants of the defaults:
-
-    ==============================================  ==============
-    variant (one change from the defaults)          change / stat.
-    ==============================================  ==============
-    **defaults** (``n_replace=3``)                  6.24 / 7.82
-    ``n_replace`` 1 / 2 / 4                         6.08 / 7.65,
-                                                    6.15 / 7.86,
-                                                    6.23 / 7.67
-    with ``n_replace=1``:
-    ``lookahead=2`` (+32 ms latency)                6.16 / 7.57
-    window 80 / 128 frames (1.3 / 2.0 s)            5.99 / 7.44,
-                                                    5.82 / 8.07
-    re-seed every 6 / 12 frames                     6.16 / 7.75,
-                                                    5.94 / 7.93
-    6 / 12 noise atoms                              6.02 / 7.93,
-                                                    6.13 / 7.96
-    ``warm_start=0.9``                              6.04 / 7.76
-    ``n_iter=16``                                   5.96 / 7.74
-    each frame divided by its own mean              5.79 / 7.94
-    atoms fixed between re-seedings (P)             4.00 / 5.79
-    ==============================================  ==============
-
-    Earlier steps, with frames divided by their own mean (the kernel
-    alternating activation and atom updates, ``n_iter=16``, unless marked
-    P: a NumPy prototype, same algorithm, ``warm_start=0.8``):
-
-    ==============================================  ==============
-    variant                                         change / stat.
-    ==============================================  ==============
-    window 96, no re-seeding (``replace_every=0``)  4.31 / 8.09
-    \+ re-seeding every 8 from the window's         5.75-5.86 /
-    quietest frame (P, ``warm_start`` 0.8 / 0.95)   8.23-8.44
-    quietest of the last 8 / 16 / 24 frames         5.44 / 7.48,
-    (8: P)                                          5.84 / 7.85,
-                                                    5.51 / 8.22
-    re-seed every 4 (P) / 6 / 12 frames             5.65 / 8.07,
-                                                    5.84 / 7.96,
-                                                    5.87 / 8.01
-    window 64 / 160 (P), 80 / 112                   5.37 / 7.19,
-                                                    5.51 / 8.61,
-                                                    5.67 / 7.46,
-                                                    5.68 / 8.04
-    window 192, a window step every other frame     5.61 / 8.73
-    (``n_iter=8``)
-    ``lookahead`` 2 / 6                             5.74 / 7.52,
-                                                    5.33 / 6.72
-    2 window updates per frame (P)                  5.54 / 7.95
-    16 noise atoms (P)                              5.75 / 8.18
-    L1 weight 0.5 / 2 on both, 0.7 on noise (P)     5.36 / 7.12,
-                                                    5.07 / 7.45,
-                                                    5.04 / 7.40
-    only the quieter 50 % / 30 % of the window      4.61 / 6.90,
-    teach the atoms                                 4.47 / 6.01
-    forgetting in the window, half-life 32 / 16     5.58 / 7.48,
-    (P)                                             4.86 / 6.86
-    ==============================================  ==============
-
-    Updating activations and atoms from the same model (one product fewer)
-    measured 5.79 / 7.94 against 5.85 / 7.97 alternating, at 60 % of the
-    cost, and is kept. Refining more (a long ``lookahead``, more window
-    updates) does not help: the free noise atoms then take on more of the
-    speech. Re-seeding is what makes the window follow a change: without
-    it the atoms stay with the old noise (second halves 3.1 dB, with it
-    5.2-5.6 dB). Also tried and not kept (P): re-seeding at once when the
-    newest frame's fit jumps (5.6-5.9), re-seeding the atom least used by
-    the *recent* frames (5.75-5.83), protecting atoms re-seeded less than
-    32 / 56 frames ago (5.83 / 5.54), giving a re-seeded atom activations in
-    recent frames only (5.25-5.35), seeding without the random weights
-    (+0.1 / -0.1).
-
-    Tried later and not kept (the kernel with these defaults; change
-    detectors re-seed all noise atoms and drop the window's frames before
-    the change when a statistic stays above a threshold for ``k`` frames;
-    the code is not in the library):
-
-    ==============================================  ==============
-    variant                                         change / stat.
-    ==============================================  ==============
-    a window step every 2 / 4 frames                5.92 / 7.68,
-                                                    5.61 / 7.58
-    window 192 / 384, a step every 2 / 4 frames     5.71 / 8.62,
-                                                    3.08 / 7.15
-    least-used measured with recency weights,       5.83-6.17 /
-    half-life 16 / 32 / 64 (``n_replace`` 1-3)      7.67-7.91
-    restart every 96 / 192 / 320 frames             5.01 / 6.69,
-    (no detector)                                   5.68-5.70 /
-                                                    7.41-7.60,
-                                                    6.03 / 7.65
-    detector: misfit of the new frame (KL per       4.88-5.99 /
-    unit, relative to its running mean), ratio      6.26-7.33
-    1.5-2, ``k`` 6-12, 32 frames of warm-up
-    same, 96 frames of warm-up, ratio 1.5-2.5,      6.16-6.29 /
-    ``k`` 4-16                                      7.73-7.82
-    same, misfit with the recently re-seeded        5.78-6.19 /
-    atoms left out, ratio 1.5-2, ``k`` 6-12         6.89-7.84
-    detector: misfit of quiet frames only           5.14-6.14 /
-    (energy within 2x the least of 16), ratio       6.92-7.82
-    1.5-3, ``k`` 3-8
-    ==============================================  ==============
-
-    No statistic tried separates a change of noise from speech: the best
-    detector (6.29 / 7.82) found 3-4 of the 18 changes and gained 0.2 dB in
-    the quarter after the change, within the noise of these measurements.
-    The spectral shape of a minimum-statistics noise floor (last 8-16
-    frames against frames 24-96 back) was not larger after the changes than
-    before them, and recently re-seeded atoms carry most of the recent
-    frames' noise model with or without a change (median share 0.76 before
-    a change, 0.84 after, 0.68 on stationary noise).
-
-    A further round (not kept; the code is not in the library) measured
-    on two tuning sets of speakers that ``benchmarks/online.py`` does not
-    use: A, the last 4 speakers (40 changing-noise mixtures at -5 / 0 / 5
-    dB, 8 with one noise type at 0 dB), and B, speakers 7-10 in sorted
-    order (same design):
-
-    ==============================================  ==============  ==============
-    variant (one change from the defaults)          set A           set B
-                                                    change / stat.  change / stat.
-    ==============================================  ==============  ==============
-    **defaults**                                    5.55 / 7.28     5.01 / 7.07
-    offline :class:`SemiSupervisedNMF`              6.71 / 6.92     5.74 / 7.44
-    oracle: all noise atoms re-seeded at the true   5.96 / 7.25,    5.40 / 7.28
-    change, window kept / cleared                   5.90 / 7.18
-    2 / 3 noise atoms taught by the last 32 / 24    5.41 / 6.94,
-    frames only ("n_fast")                          5.31 / 6.76
-    causal mask smoothing, weight 0.3               5.56 / 7.30
-    after a re-seeding, the last 16 frames'         4.78 / 6.46
-    activations restarted
-    seed: of the quieter half of the recent         5.38 / 7.08
-    frames, the one most speech to the model
-    detector: speech share of the last 8 frames     5.20 / 6.70
-    above 0.6 after 16 frames below 0.3
-    seed: the frame minus 1.0 / 0.7 times its       5.15 / 7.17,
-    speech model (floor 5 % of the frame)           5.35 / 7.16
-    seed: the worst-fitting recent frame (KL per    5.45 / 6.37,
-    unit) / worst of the quieter half               5.44 / 7.02
-    re-seed first the noise atom most like a        5.22 / 7.39
-    speech atom (cosine)
-    least used, but atoms with cosine > 0.7 to a    5.64 / 7.31     4.97 / 7.51
-    speech atom first (0.6-0.8: 5.51-5.64 /
-    7.20-7.41 on A)
-    least used over the long run (activations       5.58-5.67 /     4.84 / 7.17,
-    summed with half-life 160-1280 frames;          7.42-7.51       4.91 / 7.24
-    B: 160 / 1280)
-    same (1280) and atoms with < 2 % of the         5.64 / 7.53
-    window's noise activation left unchanged
-    a bank of 4 frozen noise atoms: a retired atom  5.55 / 7.13,
-    much used over the long run (half-life 640)     5.26 / 7.17
-    is kept there; 8 / 4 atoms still learned
-    L1 weight on speech activations only            4.96 / 6.29,    3.76 / 5.71,
-    \+0.5 / +1                                      3.59 / 4.16     2.03 / 3.36
-    same, -0.3 / -0.6                               4.72 / 6.18,    4.57 / 6.61,
-                                                    3.52 / 4.60     3.48 / 5.21
-    L1 weight 0.8 / 1.25 on all activations         5.47 / 7.18,    5.03 / 7.09,
-                                                    5.54 / 7.28     4.91 / 7.17
-    no re-seeding / ``n_dict_iter=0``               3.87 / 7.06,
-                                                    3.51 / 5.77
-    window 192 / 16 noise atoms                     5.29 / 7.23,
-                                                    5.51 / 7.10
-    window 48 / 384                                 5.20 / 6.75,
-                                                    3.71 / 6.86
-    mean of two streams' masks (twice the cost):    5.65 / 7.34,
-    defaults with ``random_state`` 0 and 1;         5.59 / 7.17,
-    defaults and window 48; defaults and window     5.04 / 7.47
-    384
-    ==============================================  ==============  ==============
-
-    Where the gap is (set A, defaults against offline): the first 2 s of a
-    stream 7.14 / 7.28 dB, from there to the change 5.90 / 7.35, the first
-    2 s after the change 4.29 / 6.64, the rest 7.05 / 7.64. By noise type
-    (set A, both halves), online loses most on intermittent, voice-like
-    noises that the speech atoms explain (rooster -6.9 dB, crying baby
-    -4.0, sneezing -3.0, miaowing -1.7, dog bark -1.4, dishes -1.5) and is
-    ahead on steady ones (sea waves +1.0, running tap +0.8). So the change
-    is not the whole gap: even the oracle re-seeding stays 0.75 / 0.34 dB
-    behind offline on sets A / B. Counting use over the long run was the
-    only variant ahead on set A (+0.12 / +0.23 dB at half-life 1280); it
-    lost on set B (-0.10 / +0.17) and on ``benchmarks/online.py`` (5.49
-    against 5.76 dB), so the defaults stay. Seeds cleaned of their speech
-    model, speech-like atoms replaced first and any change of the balance
-    of the L1 weights between speech and noise all lost on set A.
-
-    Session 4, set A again (defaults 5.55 / 7.28, offline 6.71 / 6.92; the
-    code is not in the library):
-
-    ==============================================  ==============
-    variant (one change from the defaults)          change / stat.
-    ==============================================  ==============
-    mask averaged over 3 / 5 frames, centred (+1 /  5.63 / 7.32,
-    +2 frames of latency); weights 1/4, 1/2, 1/4    5.67 / 7.32,
-                                                    5.61 / 7.32
-    speech dictionary of 32 / 128 atoms, or fitted  5.56 / 6.98,
-    with L1 2 / 0.5 (offline keeps its own 64)      5.45 / 7.47,
-                                                    5.39 / 6.93,
-                                                    5.48 / 7.56
-    damped atom updates (factor ** 0.5 / 0.25;      5.22 / 7.03,
-    0.5 with window 192) / over-relaxed (** 1.5)    4.90 / 6.81,
-                                                    4.96 / 7.02,
-                                                    3.73 / 4.50
-    seeds: per-bin minimum of the last 32 frames;   5.35 / 7.36,
-    that for 1 of the 3 atoms; 64 frames, x 1.5     5.41 / 7.24,
-                                                    5.32 / 7.48
-    mask from a fresh solve of the frame (16        4.89 / 6.38,
-    updates, atoms fixed) at lookahead 0 / 24 /     4.80 / 5.67,
-    48 frames (32 updates at 48: 4.25 / 4.67)       3.93 / 4.47
-    ==============================================  ==============
-
-    The centred mask average is the only gain (+0.1 dB for 16-32 ms more
-    latency), too small to close the gap. Letting the noise atoms see 0.4-
-    0.8 s of the future before a frame is masked (the fresh-solve rows)
-    made every segment worse, the first 2 s after a change included (2.5-
-    3.5 dB against 4.3), as a longer lookahead with the window's refined
-    activations did (earlier tables): future frames do not close the gap.
-
-    On ``benchmarks/online.py`` (54 changing-noise mixtures of 6 other
-    speakers) online gains 5.76 dB against 6.32 dB offline (the previous
-    design: 3.61 dB; these defaults with ``n_replace=1``: 5.83 dB): the
-    target "online >= offline on changing noise" is *not* met.
-
-    Known limits. Right after the noise changes (the first 2 s of the
-    second halves) online is 1.4 dB behind the offline model (4.4 against
-    5.8 dB); later it is ahead (7.7 against 6.9 dB). Re-seeding *all* noise
-    atoms from the frames right after the change (an oracle that knows
-    when it happens; P, ``n_replace=1``) gives 6.4 dB there and 6.9 / 8.0
-    dB overall, so detecting changes is the next step; a detector that
-    re-seeds when the last 16 frames are all more than half speech to the
-    model (P) gained 0.1 dB on changing noise and lost 0.3 dB on
-    stationary noise. When the talker hardly pauses, a 1.5 s window holds
-    little noise-only audio and the noise atoms take on some speech: on
-    the example's running-tap mixture online gains 7.9 dB where offline
-    gains 12.5 dB and the previous design 10.8 dB (with ``n_replace=1``:
-    6.7 dB, and 9.7 dB with its noise atoms seeded from the first frames
-    and then frozen).
-
-    A longer ``lookahead`` refines each frame more (one window update per
-    frame of waiting) and is worse, not better: on the example's running-tap
-    mixture with a 400-frame window, 10.4 / 10.2 / 8.5 / 1.0 dB for
-    lookahead 0 / 1 / 10 / 100. This is not a defect of the streaming (with
-    the window frozen, ``n_dict_iter=0``, lookahead 100 gives 10.4 dB, and
-    a test checks that the masks then only move later); it is the objective:
-    the offline model on the same mixture gains 12.1 / 12.5 / 4.2 / 1.9 dB
-    after 25 / 100 / 400 / 1600 iterations (``test_max_iter``), its free
-    noise atoms taking on the speech as the fit converges. Fewer window
-    steps (``update_every`` 4 or 8 with a 400-frame window: 12.1 dB) work
-    as the offline early stop does.
-
-    On stationary noise a window that holds the whole stream approaches the
-    offline model; with the default 1.5 s window online lags it. Example
-    mixtures (0 dB, 7.8 s, speaker of the tests; the stream starts with 1 s
-    of the noise, as streams usually start before the talker; in brackets
-    without that lead):
-
-    ================  =============  =============  ===============
-    noise             offline        default        whole-stream
-                                     window (96)    window
-    ================  =============  =============  ===============
-    running tap       12.1 (12.5)    8.1 (7.9)      12.4 (10.4)
-    dishes            5.7 (5.2)      2.9 (2.1)      3.4 (3.2)
-    street/tram/bus   8.4 (8.2)      6.9 (6.4)      11.6 (6.8)
-    ================  =============  =============  ===============
-
-    A window that grows while the noise stays and is cut at a change would
-    take both, but needs the change detector that is still missing: a long
-    window alone follows a change slowly (window 384 above).
+    The choices (window, re-seeding, normalisation, lookahead) were measured
+    on development mixtures that ``benchmarks/online.py`` does not use; the
+    tables, the variants not kept and the known limits (the first seconds
+    after a change of noise) are in ``docs/experiments/online.md``.
 
     DC offset. :meth:`denoise` and :meth:`denoise_file` subtract the
     input's mean first when it exceeds 10 % of the input's RMS about the
@@ -504,7 +240,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from pse_nmf import OnlineNMF, mix_at_snr
+    >>> from pse_nmf import OnlineNMF
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> data = load_example()
     >>> speaker = sorted(data.speech)[0]
@@ -568,6 +305,11 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting -------------------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def fit(self, X=None, y=None, *, sr=None, downmix=False):
         """Set the speech dictionary: learn it from ``X`` or take it from ``speech_model``.
 
@@ -575,8 +317,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         ----------
         X : recordings, array-like of shape (n_frames, n_bins), or None
             Clean speech of the user (a waveform, a list of waveforms, file
-            paths or a folder), or non-negative STFT frames. Must be None
-            when ``speech_model`` is given.
+            paths or a folder), or non-negative STFT frames (any number of
+            bins; streaming needs ``n_fft // 2 + 1``). Must be None when
+            ``speech_model`` is given.
         y : ignored
         sr : int or None
             Rate of waveforms given as arrays; None means ``self.sr``.
@@ -607,8 +350,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
             else:
                 V = validate_data(self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=1)
                 check_non_negative(V, f"{type(self).__name__} (input X)")
-                if V.shape[1] != n_bins:
-                    raise ValueError(f"X has {V.shape[1]} bins; n_fft={self.n_fft} needs {n_bins}")
+                n_bins = V.shape[1]  # any frames fit; streaming needs n_fft // 2 + 1 bins (checked there)
                 if not np.any(V):
                     raise ValueError("X is all zeros: nothing to learn from")
             D = _init_atoms(self.n_components, n_bins, V.dtype, rng)
@@ -655,7 +397,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         D = np.asarray(D, dtype=np.float64)
         if D.ndim != 2 or D.shape[1] != self._n_bins():
             raise ValueError(
-                f"speech_model.components_ has shape {D.shape}; expected (n_atoms, {self._n_bins()}) for n_fft={self.n_fft}"
+                f"speech_model.components_ has shape {D.shape}; expected (n_atoms, {self._n_bins()}) for "
+                f"n_fft={self.n_fft}"
             )
         if not (np.all(np.isfinite(D)) and np.all(D >= 0)):
             raise ValueError("speech_model.components_ holds negative or non-finite values")
@@ -675,7 +418,7 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         check_dictionary(Dn, "initial_noise_components_")
 
     def save(self, path, *, overwrite=False):
-        """Save the fitted model (npz + JSON; see :func:`pse_nmf.load_model`).
+        """Save the fitted model (npz + JSON; see :func:`pse_nmf.load`).
 
         The speech dictionary is saved as ``components_``; ``speech_model``
         is saved as None, and the streaming state is not saved (a loaded
@@ -736,7 +479,6 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         S = st.stft.analyze(x) if not final else st.stft.finish()
         n_new = S.shape[0]
         mask = np.empty((n_new + st.pending.shape[0], S.shape[1]))
-        ratio = np.empty(mask.shape[0])
         n_out = 0
         if n_new:
             V = np.abs(S)
@@ -748,12 +490,11 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
                 int(self.n_iter), int(self.n_dict_iter), float(self.sparsity), float(self.mask_power),
                 float(self.warm_start), int(self.update_every), int(self.replace_every), int(self.n_replace),
                 int(self.replace_recent), int(self.lookahead),
-                float(np.finfo(np.float64).eps), mask, ratio,
+                float(np.finfo(np.float64).eps), mask,
             )
-            st.n_frames += n_new
         if final:  # the frames still held back by the lookahead
             n_out += pending_masks(st.W, st.buf_A, st.info, st.n_speech, int(self.lookahead),
-                                   float(self.mask_power), mask[n_out:], ratio[n_out:])
+                                   float(self.mask_power), mask[n_out:])
         frames = np.concatenate([st.pending, S]) if st.pending.shape[0] else S
         st.pending = frames[n_out:]
         y = st.stft.synthesize(frames[:n_out] * mask[:n_out], final=final)

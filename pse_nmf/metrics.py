@@ -6,9 +6,10 @@ import warnings
 
 import numpy as np
 
-from ._audio import check_waveform, resample
+from ._dnsmos import dnsmos
+from .audio._io import check_waveform, resample
 
-__all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate"]
+__all__ = ["si_sdr", "sdr", "pesq", "stoi", "estoi", "evaluate", "dnsmos"]
 
 
 _SDR_FILTER = 512  # bss_eval_sources' default distortion filter length
@@ -138,7 +139,8 @@ def pesq(estimate, reference, sr=16000, mode=None):
         est, ref = resample(est, sr, target), resample(ref, sr, target)
     if ref.size < _PESQ_MIN_SECONDS * target:
         raise ValueError(_pesq_too_short(ref.size / target))
-    from pesq import BufferTooShortError, NoUtterancesError, pesq as _pesq
+    from pesq import BufferTooShortError, NoUtterancesError
+    from pesq import pesq as _pesq
 
     try:
         return float(_pesq(target, ref, est, mode))

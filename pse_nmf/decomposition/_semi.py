@@ -5,11 +5,14 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._persistence import register_estimator
+from ..audio._mixin import AUDIO_CONSTRAINTS, is_recordings
+from ..audio._stft import ratio_mask
 from . import _kernels as K
+from ._base import _DictionaryDenoiser
 from ._nmf import (
     _beta_value,
     _factorize,
@@ -17,19 +20,12 @@ from ._nmf import (
     _warn_not_converged,
     beta_divergence,
 )
-from ._persistence import ModelIOMixin, register_estimator
-from ._spectral import (
-    AUDIO_CONSTRAINTS,
-    AudioMixin,
-    MaskTransformerMixin,
-    is_recordings,
-)
 
 __all__ = ["SemiSupervisedNMF"]
 
 
 @register_estimator
-class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEstimator):
+class SemiSupervisedNMF(_DictionaryDenoiser):
     r"""Semi-supervised NMF speech enhancement with a personal dictionary.
 
     ``fit`` learns a dictionary ``D_s`` of the known source (by default the
@@ -89,8 +85,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
     test_max_iter : int, default=100
         Iteration budget at test time (``denoise``, ``transform``). It is a
         budget, not a convergence target: stopping early regularises the
-        test-time atoms (200 iterations scored 0.6 dB lower than 100 on the
-        development speakers), so reaching it raises no ConvergenceWarning.
+        test-time atoms, so reaching it raises no ConvergenceWarning.
     tol : float, default=1e-3
         Relative decrease of the objective (per 10 iterations, relative to
         the initial objective) under which the updates stop.
@@ -98,13 +93,8 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         Fewest seconds of recordings ``fit`` accepts (recordings only;
         frames carry no duration). Below it ``fit`` raises ``ValueError``;
         below 10 s it warns (``UserWarning``). 0 opts out of the error.
-        Measured on the development set (4 speakers x 6 mixtures at 0 and
-        5 dB, default settings): 0.5 s of enrollment gave -16 dB SI-SDR
-        improvement (a model far worse than the noisy input), 1 s -5 dB,
-        2 s -2 dB, 3 s +0.9 dB, 5 s +1.7 dB, 10 s +5.5 dB, 30 s +7.4 dB; with
-        16 or 32 atoms instead of 64 it was no better (3 s: -0.9 and +0.6
-        dB). Between 3 and 10 s a sixth to two fifths of the mixtures still
-        came out worse than the input.
+        Below 3 s the model enhances worse than the noisy input on average
+        (``benchmarks/enrollment.py``; figures in ``docs/experiments/semi.md``).
     sr : int, default=16000
         Sample rate of the model; other rates are resampled.
     n_fft : int, default=1024
@@ -136,7 +126,8 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
 
     Examples
     --------
-    >>> from pse_nmf import SemiSupervisedNMF, mix_at_snr
+    >>> from pse_nmf import SemiSupervisedNMF
+    >>> from pse_nmf.datasets import mix_at_snr
     >>> from pse_nmf.datasets import load_example
     >>> data = load_example()
     >>> speaker = sorted(data.speech)[0]
@@ -210,8 +201,7 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         """
         self._validate_params()
         if is_recordings(X, downmix):
-            recordings = self._recordings(X, sr=sr, downmix=downmix, name=f"{self.known} recordings")
-            self._check_duration(recordings, f"{self.known} recordings")
+            recordings = self._enrollment(X, sr=sr, downmix=downmix, name=f"{self.known} recordings")
             V = self._frames_from_recordings(recordings)
             if not np.any(V):
                 raise ValueError(f"the {self.known} recordings are silent (all zeros): nothing to learn from")
@@ -238,38 +228,19 @@ class SemiSupervisedNMF(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEsti
         self._check_components(self.n_components)
 
     # -- test time ------------------------------------------------------------------------------
-    def _decompose(self, V):
-        """Speech and noise models (each (n_frames, n_bins)) of non-negative frames ``V``."""
-        D_known = self.components_.astype(V.dtype, copy=False)
+    def _mask(self, V):
+        """Speech mask (n_frames, n_bins) of non-negative frames ``V``: one solve, then the ratio mask."""
         rng = check_random_state(self.random_state)
-        D = np.vstack([D_known, self._init_test_atoms(V, rng)])
-        free = np.arange(D.shape[0]) >= D_known.shape[0]
-        weights = np.where(free, self.test_sparsity, self.sparsity).astype(V.dtype)
-        with K.thread_limit(self.n_threads):
-            A, D, _, _, converged = _factorize(
-                V, D, free=free, beta=_beta_value(self.beta), sparsity=weights, max_iter=self.test_max_iter,
-                tol=self.tol, rng=rng,
-            )
-        k = D_known.shape[0]
-        known_model = A[:, :k] @ D[:k]
-        other_model = A[:, k:] @ D[k:]
+        n, k = self.n_test_components, self.components_.shape[0]
         if self.known == "speech":
-            return known_model, other_model
-        return other_model, known_model
-
-    def _init_test_atoms(self, V, rng):
-        """Initial test-time atoms: the input's quietest frames (when speech is known).
-
-        Pauses in speech hold noise alone, so frames from the quietest quarter
-        start the noise atoms near the noise instead of anywhere; the updates
-        refine them. A uniform floor keeps every bin able to grow.
-        """
-        n = self.n_test_components
-        if self.known != "speech" or V.shape[0] < 4:
-            return _init_atoms(n, V.shape[1], V.dtype, rng)
-        energy = V.sum(axis=1)
-        quiet = np.flatnonzero(energy <= np.quantile(energy, 0.25))
-        pick = rng.choice(quiet, size=n, replace=quiet.size < n)
-        atoms = V[pick] / np.maximum(np.linalg.norm(V[pick], axis=1, keepdims=True), np.finfo(V.dtype).tiny)
-        atoms = atoms + _init_atoms(n, V.shape[1], V.dtype, rng) * V.dtype.type(0.1)
-        return atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
+            learned = self._quiet_frame_atoms(V, n, rng)
+        else:
+            learned = _init_atoms(n, V.shape[1], V.dtype, rng)
+        A, D = self._test_factorization(
+            V, self.components_, learned, sparsity=self.sparsity, learned_sparsity=self.test_sparsity,
+            max_iter=self.test_max_iter, rng=rng,
+        )
+        known_model, other_model = A[:, :k] @ D[:k], A[:, k:] @ D[k:]
+        if self.known == "speech":
+            return ratio_mask(known_model, other_model, power=self.mask_power)
+        return ratio_mask(other_model, known_model, power=self.mask_power)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._audio import AUDIO_EXTENSIONS, check_waveform, read_audio
+from ..audio._io import AUDIO_EXTENSIONS, check_waveform, read_audio
 
 __all__ = [
     "list_recordings",
@@ -53,7 +53,7 @@ def list_recordings(root):
     root : str or path-like
         Folder whose subfolders are the groups (speakers or noise types),
         each holding audio files whose suffix is in
-        :data:`pse_nmf._audio.AUDIO_EXTENSIONS` (case-insensitive). Hidden
+        :data:`pse_nmf.audio.AUDIO_EXTENSIONS` (case-insensitive). Hidden
         entries (names starting with ``"."``) and loose files directly in
         ``root`` are ignored.
 

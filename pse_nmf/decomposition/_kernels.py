@@ -27,11 +27,8 @@ import numba
 import numpy as np
 from numba import njit
 
-prange = range  # serial kernels; see the module docstring
-
-__all__ = ["auto_threads", "beta_divergence_kernel", "beta_terms", "busy_cores", "is_terms", "kl_terms",
-           "mu_step", "mu_step_cols",
-           "mu_step_rows", "thread_limit"]
+__all__ = ["beta_divergence_kernel", "beta_terms", "is_terms", "kl_terms", "mu_step", "mu_step_cols", "mu_step_rows",
+           "thread_limit"]
 
 # error_model="numpy": a float division by zero gives inf instead of raising, as in NumPy. The
 # default ("python") puts a zero check on every division, which stops LLVM from vectorising the
@@ -49,7 +46,7 @@ def kl_terms(X, WH, eps, with_div):
     """
     n, m = X.shape
     div = 0.0
-    for i in prange(n):
+    for i in range(n):
         acc = 0.0
         for j in range(m):
             v = max(WH[i, j], eps)
@@ -73,7 +70,7 @@ def is_terms(X, WH, NUM, eps, with_div):
     """
     n, m = X.shape
     div = 0.0
-    for i in prange(n):
+    for i in range(n):
         acc = 0.0
         for j in range(m):
             v = max(WH[i, j], eps)
@@ -99,7 +96,7 @@ def beta_terms(X, WH, NUM, beta, eps, with_div):
     n, m = X.shape
     div = 0.0
     c = 1.0 / (beta * (beta - 1.0))
-    for i in prange(n):
+    for i in range(n):
         acc = 0.0
         for j in range(m):
             v = max(WH[i, j], eps)
@@ -130,7 +127,7 @@ def _power(r, gamma):
 def mu_step(A, num, den, gamma, eps):
     """Multiplicative update in place: ``A <- A * (num / max(den, eps))**gamma``."""
     n, m = A.shape
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             A[i, j] *= _power(num[i, j] / max(den[i, j], eps), gamma)
 
@@ -143,7 +140,7 @@ def mu_step_cols(A, num, den, gamma, eps):
     frame; this spares the (n_frames, n_atoms) denominator array.
     """
     n, m = A.shape
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             A[i, j] *= _power(num[i, j] / max(den[j], eps), gamma)
 
@@ -155,7 +152,7 @@ def mu_step_rows(A, num, den, gamma, eps):
     KL's dictionary update divides atom k by the sum of its activations.
     """
     n, m = A.shape
-    for i in prange(n):
+    for i in range(n):
         d = max(den[i], eps)
         for j in range(m):
             A[i, j] *= _power(num[i, j] / d, gamma)
@@ -170,7 +167,7 @@ def beta_divergence_kernel(X, WH, beta, eps):
     """
     n, m = X.shape
     div = 0.0
-    for i in prange(n):
+    for i in range(n):
         acc = 0.0
         for j in range(m):
             v = max(WH[i, j], eps)
@@ -197,9 +194,11 @@ _CONTROLLER = None
 
 
 def _blas_controller():
-    """One threadpoolctl controller for the process (introspecting the libraries costs ~5 ms;
-    limiting through a kept controller ~10 us). It controls the BLAS loaded when first used,
-    NumPy's, which does this library's products."""
+    """One threadpoolctl controller for the process.
+
+    Introspecting the libraries costs ~5 ms; limiting through a kept controller ~10 us. It controls the BLAS
+    loaded when first used, NumPy's, which does this library's products.
+    """
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
@@ -215,47 +214,6 @@ def _n_cores():
         return os.cpu_count() or 1
 
 
-def busy_cores():
-    """Threads of *other* processes running right now (Linux), or ``None`` if unknown.
-
-    ``procs_running`` in ``/proc/stat`` counts the runnable threads of the whole
-    machine at this instant; the threads of this process that are running
-    (``/proc/self/task/*/stat``, state ``R``: the caller, and BLAS workers still
-    spinning after a product) are taken off. One sample, about 0.2 ms.
-    """
-    try:
-        with open("/proc/stat", "rb") as f:
-            total = next(int(line.split()[1]) for line in f if line.startswith(b"procs_running"))
-        own = 0
-        for name in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:  # the thread ended meanwhile
-                continue
-            own += stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R"
-    except (OSError, StopIteration, ValueError):
-        return None
-    return max(0, total - max(own, 1))
-
-
-def auto_threads(current):
-    """BLAS threads to use: ``current``, lowered to the cores that other processes leave free.
-
-    OpenBLAS splits each product evenly across its threads and its workers
-    spin while they wait. When another process holds one of the cores, one
-    half of every product waits for a time slice: on the 2-core project
-    machine a KL iteration on 513 x 1000, K = 100 took 24-29 ms with 2
-    threads and 10 ms with 1 while two other processes ran (2.5 ms with 2
-    threads when idle). So the threads are lowered to the idle cores (at
-    least 1) when a call starts; on an idle machine nothing changes.
-    """
-    busy = busy_cores()
-    if busy is None:
-        return current
-    return max(1, min(current, _n_cores() - busy))
-
-
 @contextlib.contextmanager
 def thread_limit(n_threads):
     """Limit BLAS's (and Numba's) threads inside a ``with`` block; always restored.
@@ -263,23 +221,17 @@ def thread_limit(n_threads):
     Parameters
     ----------
     n_threads : int or None
-        ``None`` (the estimators' default): BLAS keeps its own setting, lowered
-        to the cores that other processes leave idle when the block starts
-        (:func:`auto_threads`; Linux only, elsewhere the setting is left
-        alone). A positive value sets exactly that many threads; negative
-        values count back from the number of cores (-1 = all, whatever the
-        load), as ``n_jobs`` does in scikit-learn.
+        ``None`` (the estimators' default): nothing is changed, BLAS and Numba
+        keep the caller's settings (``OPENBLAS_NUM_THREADS``,
+        ``threadpoolctl.threadpool_limits``). A positive value sets exactly
+        that many threads (through threadpoolctl); negative values count back
+        from the number of cores (-1 = all), as ``n_jobs`` does in
+        scikit-learn.
     """
-    controller = _blas_controller()
-    current = max((lib.num_threads for lib in controller.lib_controllers), default=1)
     if n_threads is None:
-        n = auto_threads(current)
-        if n >= current:
-            yield
-            return
-        with controller.limit(limits=n):
-            yield
+        yield
         return
+    controller = _blas_controller()
     n_cores = _n_cores()
     n = int(n_threads)
     if n < 0:

@@ -1,10 +1,11 @@
 """Waveform side of the estimators: recordings in, enhanced waveforms out.
 
 Estimators that learn from or enhance audio mix in :class:`AudioMixin` and
-implement ``_decompose(V)``, which splits non-negative mixture frames ``V``
-(n_frames, n_bins) into a speech model and a noise model of the same shape.
-The mixin turns that into masks on the complex STFT, and handles checking,
-resampling and lengths, so every estimator denoises the same way.
+implement ``_mask(V)``, the speech mask of non-negative mixture frames ``V``
+(n_frames, n_bins), or ``_decompose(V)``, which splits them into a speech
+model and a noise model of the same shape (their ratio mask is used). The
+mixin applies the mask to the complex STFT, and handles checking, resampling
+and lengths, so every estimator denoises the same way.
 """
 
 from __future__ import annotations
@@ -15,20 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from ._audio import (
-    AUDIO_EXTENSIONS,
-    check_waveform,
-    istft,
-    ratio_mask,
-    read_audio,
-    resample,
-    stft,
-)
+from ._io import AUDIO_EXTENSIONS, check_waveform, read_audio, resample
+from ._stft import istft, ratio_mask, stft
 
-__all__ = ["AUDIO_CONSTRAINTS", "AudioMixin", "MaskTransformerMixin", "is_recordings", "load_recordings_list"]
+__all__ = ["AUDIO_CONSTRAINTS", "AudioMixin", "is_recordings", "load_recordings_list"]
 
 #: Parameter constraints shared by the audio estimators (merged into each one's ``_parameter_constraints``).
 AUDIO_CONSTRAINTS = {
@@ -145,8 +138,8 @@ class AudioMixin:
     """Waveform methods shared by the audio estimators.
 
     Requires parameters ``sr``, ``n_fft``, ``hop_length``, ``spectrum_power``
-    and ``mask_power``, a fitted ``n_features_in_``, and a method
-    ``_decompose(V) -> (speech_model, noise_model)`` on frames.
+    and ``mask_power``, a fitted ``n_features_in_``, and a method ``_mask(V)
+    -> mask`` or ``_decompose(V) -> (speech_model, noise_model)`` on frames.
     """
 
     def _n_bins(self):
@@ -160,7 +153,7 @@ class AudioMixin:
         self._check_audio_params()
         return load_recordings_list(source, sr=self.sr, sr_in=sr, downmix=downmix, min_length=self.n_fft, name=name)
 
-    def _check_duration(self, recordings, what):
+    def _check_duration(self, recordings, what, stacklevel=3):
         """Refuse fewer than ``min_seconds`` of recordings; warn below ``_GREY_ZONE_SECONDS``.
 
         A dictionary learned from too little speech models the input's noise
@@ -181,7 +174,7 @@ class AudioMixin:
                 f"only {seconds:.1f} s of {what}: below {_GREY_ZONE_SECONDS:.0f} s the model is often worse than "
                 "the noisy input on some recordings; 30 s or more is recommended",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
     def _spectrum(self, y):
@@ -268,13 +261,17 @@ class AudioMixin:
 
         return back(speech), (back(noise_part) if noise else None)
 
+    def _speech_mask(self, V):
+        """Speech mask of frames ``V``: the ``_mask(V)`` hook, else the ratio mask of ``_decompose(V)``."""
+        if hasattr(self, "_mask"):
+            return self._mask(V)
+        return ratio_mask(*self._decompose(V), power=self.mask_power)
+
     def _parts(self, y_model, noise):
         """Speech and (if ``noise``) noise estimates of a whole model-rate waveform, same length."""
         S, V = self._spectrum(y_model)
-        speech_model, noise_model = self._decompose(V)
+        mask = self._speech_mask(V)
         del V
-        mask = ratio_mask(speech_model, noise_model, power=self.mask_power)
-        del speech_model, noise_model
         kw = dict(n_fft=self.n_fft, hop_length=self.hop_length, length=y_model.size)
         speech = istft(S * mask, **kw)
         return speech, (istft(S * (1 - mask), **kw) if noise else None)
@@ -322,62 +319,3 @@ class AudioMixin:
             pieces, in bounded memory (see :meth:`separate`).
         """
         return self._separate(x, sr=sr, downmix=downmix, noise=False)[0]
-
-
-class MaskTransformerMixin(TransformerMixin):
-    """Frame-level (scikit-learn) face of the dictionary denoisers.
-
-    ``transform(X)`` returns the speech estimate of each non-negative frame,
-    ``X`` times the speech mask of ``_decompose(X)``, so the estimators fit in
-    a :class:`~sklearn.pipeline.Pipeline`. Requires ``mask_power``,
-    ``components_`` and ``n_features_in_``.
-    """
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    def _validate_frames(self, X, reset):
-        from sklearn.utils.validation import check_non_negative, validate_data
-
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
-        check_non_negative(X, f"{type(self).__name__} (input X)")
-        return X
-
-    def transform(self, X):
-        """Speech estimate of each frame: ``X`` times the speech mask.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_frames, n_bins), non-negative
-            Noisy frames (e.g. STFT magnitudes). What is learned at test time
-            (the noise atoms, and an utterance-level block selection) is
-            fitted on all of ``X`` together.
-
-        Returns
-        -------
-        ndarray of shape (n_frames, n_bins)
-        """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        X = self._validate_frames(X, reset=False)
-        if not np.any(X):
-            return np.zeros_like(X)
-        speech, noise = self._decompose(X)
-        return X * ratio_mask(speech, noise, power=self.mask_power)
-
-    def get_feature_names_out(self, input_features=None):
-        """Same names as the input features: ``transform`` keeps the bins."""
-        from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
-
-        check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)
-
-    def _check_components(self, n_expected):
-        """Raise ModelFileError unless ``components_`` is a usable (n_expected, n_features_in_) dictionary."""
-        from ._persistence import check_dictionary
-
-        check_dictionary(self.components_, "components_", (n_expected, self.n_features_in_))

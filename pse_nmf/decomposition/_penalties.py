@@ -1,6 +1,6 @@
 r"""Block (group) sparsity penalties on NMF activations.
 
-Penalty objects follow the protocol of :func:`pse_nmf._nmf._solve`:
+Penalty objects follow the protocol of :func:`pse_nmf.decomposition._nmf._solve`:
 ``gradient(A)`` returns the (non-negative) gradient of the penalty, an array
 broadcastable to ``A`` (n_frames, n_components) that joins the denominator of
 the multiplicative activation update, and ``value(A)`` returns the penalty.

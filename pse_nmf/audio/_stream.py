@@ -1,11 +1,11 @@
-"""Streaming STFT and inverse STFT with the framing of :func:`pse_nmf.stft`.
+"""Streaming STFT and inverse STFT with the framing of :func:`pse_nmf.audio.stft`.
 
 :class:`StreamingSTFT` cuts a signal that arrives in blocks of any size into
-the same frames as ``pse_nmf.stft`` (librosa's ``center=True``: ``n_fft // 2``
+the same frames as ``pse_nmf.audio.stft`` (librosa's ``center=True``: ``n_fft // 2``
 zeros before the signal and after it, periodic Hann window, frame ``t``
 starting at ``t * hop_length`` of the padded signal, ``1 + n_samples //
 hop_length`` frames) and resynthesises by overlap-add normalised by the summed
-squared window, as ``pse_nmf.istft`` does. The frames, and the output samples,
+squared window, as ``pse_nmf.audio.istft`` does. The frames, and the output samples,
 do not depend on how the input was split into blocks: the frames are cut from
 a contiguous buffer and the overlap-add runs frame after frame in a Numba
 kernel.
@@ -22,10 +22,9 @@ algorithmic latency (1023 samples, 63.9 ms, at the library's 1024 / 16 kHz).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from ._online_kernels import overlap_add
-
-__all__ = ["StreamingSTFT", "hann_window", "stream_stft", "stream_istft"]
+__all__ = ["StreamingSTFT", "hann_window", "overlap_add"]
 
 
 def hann_window(n_fft):
@@ -35,7 +34,7 @@ def hann_window(n_fft):
 
 
 class StreamingSTFT:
-    """Block-wise analysis and synthesis with ``pse_nmf.stft`` framing.
+    """Block-wise analysis and synthesis with ``pse_nmf.audio.stft`` framing.
 
     Parameters
     ----------
@@ -177,23 +176,17 @@ class StreamingSTFT:
         return y
 
 
-def stream_stft(x, *, n_fft=1024, hop_length=256):
-    """Whole-signal STFT through :class:`StreamingSTFT` (same frames as :func:`pse_nmf.stft`).
+@njit(cache=True, nogil=True)
+def overlap_add(acc, wss, frames, window, offset, hop):
+    """``acc[offset + i hop + j] += frames[i, j] window[j]``; ``wss`` gets ``window[j] ** 2``.
 
-    Returns
-    -------
-    S : complex ndarray of shape (1 + len(x) // hop_length, n_fft // 2 + 1)
+    Frames are added in order, so each output sample sees its additions in the
+    same order however the frames are split between calls.
     """
-    st = StreamingSTFT(n_fft, hop_length)
-    return np.vstack([st.analyze(np.asarray(x, dtype=np.float64)), st.finish()])
-
-
-def stream_istft(S, length, *, n_fft=1024, hop_length=256):
-    """Inverse of :func:`stream_stft` for a signal of ``length`` samples (as :func:`pse_nmf.istft`)."""
-    st = StreamingSTFT(n_fft, hop_length)
-    st._n_in = int(length)
-    st._next_frame = S.shape[0]
-    st._finished = True
-    if S.shape[0] != st.n_frames_total():
-        raise ValueError(f"{S.shape[0]} frames do not fit a signal of {length} samples")
-    return st.synthesize(np.asarray(S), final=True)
+    n, m = frames.shape
+    for i in range(n):
+        o = offset + i * hop
+        for j in range(m):
+            w = window[j]
+            acc[o + j] += frames[i, j] * w
+            wss[o + j] += w * w

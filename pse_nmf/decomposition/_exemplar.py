@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._persistence import register_estimator
-from ._usm import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
+from .._persistence import register_estimator
+from ._base import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
 
 __all__ = ["ExemplarNMF"]
 
@@ -152,7 +152,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         last stage's).
     quiet_noise_iter : int, default=0
         Staged noise updates (as :class:`~pse_nmf.USM`'s), off by default
-        here (see Notes): first fit the noise atoms for this many
+        here (``docs/experiments/exemplar.md``): first fit the noise atoms for this many
         iterations on the quietest quarter of each chunk's frames; 0 skips
         this stage.
     fixed_noise_iter : int, default=0
@@ -168,38 +168,15 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none,
         not measured for exemplars).
     tol : float, default=1e-4
+    min_seconds : float, default=3.0
+        Fewest seconds of speech ``fit`` accepts from recordings (frames
+        carry no duration): below it ``fit`` raises ``ValueError``, below 10 s
+        it warns (``UserWarning``); 0 opts out of the error. The threshold is
+        SemiSupervisedNMF's measured one (``benchmarks/enrollment.py``).
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
     n_threads : int or None
     verbose : int, default=0
-
-    Notes
-    -----
-    The defaults were chosen on 4 tuning speakers of the development set
-    that are none of ``benchmarks/quality.py``'s 8 targets (``so762_0560``,
-    ``2430``, ``0739``, ``2208``; 3 utterances x -5/0/5 dB each), personal
-    models on 30 s of enrollment (about 1900 frames, so nearly all become
-    exemplars). Mean SI-SDR improvement (personal
-    :class:`~pse_nmf.SemiSupervisedNMF`: 7.40 dB): first draft (L1 0.2, 16
-    free noise atoms, mask p=1, 50 iterations) 4.00 dB; with
-    SemiSupervisedNMF's test-time recipe (8 noise atoms from the quietest
-    frames, L1 1.0 on them, mask p=2) and L1 1.0 on the exemplars 5.21 dB;
-    + 100 iterations (default) 5.31 dB. Universal (2000 random exemplars of
-    20 other speakers, 30 s each): 3.25 dB, the generic SemiSupervisedNMF
-    2.72 dB.
-
-    Session 2: the staged noise updates of :class:`~pse_nmf.USM`
-    (``quiet_noise_iter=100``, ``fixed_noise_iter=50``, ``test_max_iter=30``;
-    each chunk runs the stages on its own quietest quarter) on 8
-    non-target tuning speakers (the 4 above and ``1156``, ``2402``,
-    ``1037``, ``2799``; 2 utterances x 3 SNRs; personal SemiSupervisedNMF
-    7.45 dB): personal exemplars 5.75 -> 6.54 dB (-5 / 0 / +5 dB rows 6.98
-    / 5.92 / 4.34 -> 6.80 / 6.82 / 5.99); but on 8 further non-target
-    speakers (``so762_0960``, ``9626``, ``1336``, ``9628``, ``1334``,
-    ``9623``, ``0563``, ``0575``; personal SemiSupervisedNMF 8.08 dB)
-    7.15 -> 6.99 dB (quiet stage only, 50 free iterations: 6.87), and on
-    the benchmark's targets 6.85 -> 5.99 dB. The gain did not hold, so the
-    stages stay off by default here.
 
     Attributes
     ----------
@@ -207,6 +184,12 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         The exemplars, unit L2 norm.
     n_exemplars_ : int
     n_features_in_ : int
+
+    Notes
+    -----
+    The defaults were chosen on development speakers that are none of
+    ``benchmarks/quality.py``'s targets; the measurements behind each one
+    are in ``docs/experiments/exemplar.md``.
 
     References
     ----------
@@ -227,6 +210,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
 
     _parameter_constraints = {
         **{k: v for k, v in _COMMON_CONSTRAINTS.items() if k != "max_iter"},
+        "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_exemplars": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"random", "kmedoids", "mpq"})],
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -239,7 +223,8 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     def __init__(self, n_exemplars=2000, *, selection="random", n_neighbors=10, silence_db=-50.0,
                  n_noise_components=8, sparsity=1.0, noise_sparsity=1.0, chunk_size=512, n_candidates=512, beta=1.0,
                  spectrum_power=1.0, mask_power=2.0, test_max_iter=100, quiet_noise_iter=0,
-                 fixed_noise_iter=0, unstaged_iter=0, mask_smoothing=1, tol=1e-4, sr=16000, n_fft=1024, hop_length=256,
+                 fixed_noise_iter=0, unstaged_iter=0, mask_smoothing=1, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024,
+                 hop_length=256,
                  random_state=None, n_threads=None, verbose=0):
         self.n_exemplars = n_exemplars
         self.selection = selection
@@ -259,6 +244,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         self.unstaged_iter = unstaged_iter
         self.mask_smoothing = mask_smoothing
         self.tol = tol
+        self.min_seconds = min_seconds
         self.sr = sr
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -284,7 +270,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         """
         self._validate_params()
         if _is_audio(X, downmix):
-            V = self._frames_from_recordings(self._recordings(X, sr=sr, downmix=downmix, name="speech recordings"))
+            V = self._frames_from_recordings(self._enrollment(X, sr=sr, downmix=downmix))
             self.n_features_in_ = V.shape[1]
         else:
             V = self._validate_frames(X, reset=True)

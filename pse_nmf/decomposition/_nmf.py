@@ -18,14 +18,18 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from .._persistence import ModelFileError, ModelIOMixin, register_estimator
 from . import _kernels as K
-from ._persistence import ModelFileError, ModelIOMixin, register_estimator
 
 __all__ = ["BetaNMF", "non_negative_factorization", "beta_divergence", "L1Penalty"]
 

@@ -12,11 +12,6 @@ the output still does not depend on how the signal was cut into blocks:
     that Python's overhead is paid once per block and not once per frame.
 ``pending_masks``
     The masks of the frames still held back by the lookahead when a stream ends.
-``overlap_add``
-    Windowed overlap-add of synthesis frames and of the squared window, frame
-    after frame: the order of the additions into each output sample does not
-    depend on how the frames were grouped into calls, which is what makes the
-    streaming output independent of the block size.
 
 All arrays are float64 and C-contiguous. Orientation as in the rest of the
 library: frames are rows, ``W`` is (n_atoms, n_bins) (the papers' W^T).
@@ -27,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["kl_activation_step", "online_frames", "overlap_add", "pending_masks"]
+__all__ = ["kl_activation_step", "online_frames", "pending_masks"]
 
 _OPTS = dict(cache=True, nogil=True)
 
@@ -70,10 +65,8 @@ def _seed_atoms(W, colsum, x, U, n_speech, first, eps, stop=-1):
 
 @njit(**_OPTS)
 def _speech_mask(W, a, n_speech, mask_power, mask_row):
-    """Soft mask ``S^p / (S^p + N^p)`` of activations ``a``; returns the speech share of the model."""
+    """Soft mask ``S^p / (S^p + N^p)`` of activations ``a``, written into ``mask_row``."""
     K, F = W.shape
-    s_tot = 0.0
-    n_tot = 0.0
     for f in range(F):
         s = 0.0
         nz = 0.0
@@ -81,8 +74,6 @@ def _speech_mask(W, a, n_speech, mask_power, mask_row):
             s += a[k] * W[k, f]
         for k in range(n_speech, K):
             nz += a[k] * W[k, f]
-        s_tot += s
-        n_tot += nz
         if mask_power == 1.0:
             sp = s
             npw = nz
@@ -94,13 +85,11 @@ def _speech_mask(W, a, n_speech, mask_power, mask_row):
             npw = nz ** mask_power
         den = sp + npw
         mask_row[f] = sp / den if den > 0.0 else 0.0
-    return s_tot / (s_tot + n_tot) if s_tot + n_tot > 0.0 else 0.0
 
 
 @njit(**_OPTS)
 def online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech, n_iter, n_dict_iter, sparsity, mask_power,
-                  warm_start, update_every, replace_every, n_replace, replace_recent, lookahead, eps, mask_out,
-                  ratio_out):
+                  warm_start, update_every, replace_every, n_replace, replace_recent, lookahead, eps, mask_out):
     """Sliding-window semi-supervised KL-NMF of the frames ``V``, one after the other.
 
     Parameters (all updated in place where marked)
@@ -121,7 +110,6 @@ def online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech, n_iter
     sparsity, mask_power, warm_start, eps : floats
     mask_out : (n_frames, n_bins) output speech masks, of frames ``seen -
         lookahead`` in order (rows ``>=`` the returned count are untouched)
-    ratio_out : (n_frames,) output speech share of those frames' models
 
     Returns
     -------
@@ -273,34 +261,18 @@ def online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech, n_iter
         # -- the mask of the frame `lookahead` frames back
         if seen >= lookahead:
             o = (seen - lookahead) % L
-            ratio_out[n_out] = _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[n_out])
+            _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[n_out])
             n_out += 1
     return n_out
 
 
 @njit(**_OPTS)
-def pending_masks(W, buf_A, info, n_speech, lookahead, mask_power, mask_out, ratio_out):
+def pending_masks(W, buf_A, info, n_speech, lookahead, mask_power, mask_out):
     """Masks of the last ``min(lookahead, frames seen)`` frames (end of a stream); returns their number."""
     L = buf_A.shape[0]
     seen = info[1]
     n = min(lookahead, seen)
     for i in range(n):
         o = (seen - n + i) % L
-        ratio_out[i] = _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[i])
+        _speech_mask(W, buf_A[o], n_speech, mask_power, mask_out[i])
     return n
-
-
-@njit(**_OPTS)
-def overlap_add(acc, wss, frames, window, offset, hop):
-    """``acc[offset + i hop + j] += frames[i, j] window[j]``; ``wss`` gets ``window[j] ** 2``.
-
-    Frames are added in order, so each output sample sees its additions in the
-    same order however the frames are split between calls.
-    """
-    n, m = frames.shape
-    for i in range(n):
-        o = offset + i * hop
-        for j in range(m):
-            w = window[j]
-            acc[o + j] += frames[i, j] * w
-            wss[o + j] += w * w

@@ -16,12 +16,14 @@ right, as audio people read them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from ._audio import _atomic_write, check_waveform, stft
+from .audio._io import _atomic_write, check_waveform
+from .audio._stft import stft
 
-__all__ = ["plot_spectrograms", "plot_dictionary", "plot_activations"]
+__all__ = ["plot_spectrograms", "plot_dictionary", "plot_activations", "plot_block_usage"]
 
 _CMAP = "magma"
 
@@ -116,7 +118,7 @@ def plot_spectrograms(signals, sr=16000, path=None, *, n_fft=1024, hop_length=25
     path : str, path-like or None
         If given, the figure is also written there as a PNG.
     n_fft, hop_length : int
-        STFT settings (those of :func:`pse_nmf.stft`).
+        STFT settings (those of :func:`pse_nmf.audio.stft`).
     title : str or None
         Figure title.
     top_db : float, default=80.0
@@ -137,7 +139,7 @@ def plot_spectrograms(signals, sr=16000, path=None, *, n_fft=1024, hop_length=25
         If ``signals`` is not a mapping.
     ValueError
         For an empty mapping or an invalid waveform (see
-        :func:`pse_nmf.check_waveform`).
+        :func:`pse_nmf.audio.check_waveform`).
 
     Examples
     --------
@@ -324,4 +326,62 @@ def plot_activations(activations, hop_length, sr, path=None, *, block_sizes=None
     if title is not None:
         ax.set_title(title)
     _save(fig, path, overwrite)
+    return fig
+
+
+def plot_block_usage(model, x, path=None, *, sr=None, top=None):
+    """Plot which speaker blocks a fitted :class:`~pse_nmf.USM` uses on an input.
+
+    Two panels: the per-frame block usage (speakers x frames, from
+    :meth:`~pse_nmf.USM.block_usage`) and the utterance-level block weights (from
+    :meth:`~pse_nmf.USM.block_weights`).
+
+    Parameters
+    ----------
+    model : USM
+        A fitted model.
+    x : array-like of shape (n_samples,) or (n_frames, n_bins)
+    path : str, path-like or None
+        Where to save the figure (format from the suffix); None: do not save.
+    sr : int or None
+        Rate of ``x``.
+    top : int or None
+        Show only the ``top`` most used speakers (None: all).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    per_block, blocks = model._block_activations(x, sr, False)
+    mass = np.zeros((per_block.shape[0], len(model.speakers_)))
+    mass[:, blocks] = per_block
+    frame_total = mass.sum(axis=1, keepdims=True)
+    usage = np.divide(mass, frame_total, out=np.zeros_like(mass), where=frame_total > 0)
+    weights = mass.sum(axis=0)
+    weights = weights / weights.sum() if weights.sum() > 0 else weights
+    order = np.argsort(-weights, kind="stable")
+    if top is not None:
+        order = order[: int(top)]
+    names = [model.speakers_[i] for i in order]
+    fig = Figure(figsize=(10, 1.5 + 0.25 * len(order)))
+    FigureCanvasAgg(fig)
+    ax_u, ax_w = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]}, sharey=True)
+    hop_s = model.hop_length / model.sr
+    extent = (0, usage.shape[0] * hop_s, len(order) - 0.5, -0.5)
+    im = ax_u.imshow(usage[:, order].T, aspect="auto", origin="upper", extent=extent, vmin=0, vmax=1,
+                     cmap="magma", interpolation="nearest")
+    ax_u.set_yticks(np.arange(len(order)))
+    ax_u.set_yticklabels(names, fontsize=7)
+    ax_u.set_xlabel("time (s)")
+    ax_u.set_title("block usage per frame")
+    fig.colorbar(im, ax=ax_u, fraction=0.03, pad=0.01, label="share")
+    ax_w.barh(np.arange(len(order)), weights[order], color="tab:blue")
+    ax_w.set_xlabel("share")
+    ax_w.set_title("block weights")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(Path(path))
     return fig

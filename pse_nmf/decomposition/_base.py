@@ -1,0 +1,319 @@
+"""The family base of the dictionary denoisers: fixed speech atoms, noise atoms learned per input.
+
+:class:`MaskTransformerMixin` is the frame-level (scikit-learn) face every dictionary denoiser shares;
+:class:`_SpeechDictionaryEnhancer` is the test-time recipe of the speaker-aware estimators
+(:class:`~pse_nmf.USM`, :class:`~pse_nmf.MLD`, :class:`~pse_nmf.ExemplarNMF`): a fixed speech dictionary,
+noise atoms learned on the input, a penalty object on the activations, all through the one update loop
+:func:`pse_nmf.decomposition._nmf._factorize`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._persistence import ModelIOMixin
+from ..audio._io import check_waveform, resample
+from ..audio._mixin import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
+from ..audio._stft import ratio_mask
+from . import _kernels as K
+from ._nmf import _beta_value, _factorize, _init_atoms
+
+_BETA = [Interval(numbers.Real, None, None, closed="neither"),
+         StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})]
+
+# constraints shared by the speaker-aware estimators (USM, MLD, ExemplarNMF)
+_COMMON_CONSTRAINTS = {
+    "n_noise_components": [Interval(numbers.Integral, 1, None, closed="left")],
+    "beta": _BETA,
+    "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+    "noise_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+    "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
+    "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "quiet_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+    "fixed_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+    "mask_smoothing": [Interval(numbers.Integral, 1, None, closed="left")],
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "min_seconds": [Interval(numbers.Real, 0, None, closed="left")],
+    **AUDIO_CONSTRAINTS,
+}
+
+
+def _is_audio(X, downmix=False):
+    """Recordings rather than frames (sparse matrices, even dict-like ones, are frames)."""
+    from scipy.sparse import issparse
+
+    return not issparse(X) and is_recordings(X, downmix)
+
+
+
+class MaskTransformerMixin(TransformerMixin):
+    """Frame-level (scikit-learn) face of the dictionary denoisers.
+
+    ``transform(X)`` returns the speech estimate of each non-negative frame,
+    ``X`` times the speech mask ``_mask(X)``, so the estimators fit in
+    a :class:`~sklearn.pipeline.Pipeline`. Requires ``mask_power``,
+    ``components_`` and ``n_features_in_``.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _validate_frames(self, X, reset):
+        from sklearn.utils.validation import check_non_negative, validate_data
+
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        check_non_negative(X, f"{type(self).__name__} (input X)")
+        return X
+
+    def transform(self, X):
+        """Speech estimate of each frame: ``X`` times the speech mask.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_bins), non-negative
+            Noisy frames (e.g. STFT magnitudes). What is learned at test time
+            (the noise atoms, and an utterance-level block selection) is
+            fitted on all of ``X`` together.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_bins)
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        X = self._validate_frames(X, reset=False)
+        if not np.any(X):
+            return np.zeros_like(X)
+        return X * self._mask(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Same names as the input features: ``transform`` keeps the bins."""
+        from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def _check_components(self, n_expected):
+        """Raise ModelFileError unless ``components_`` is a usable (n_expected, n_features_in_) dictionary."""
+        from .._persistence import check_dictionary
+
+        check_dictionary(self.components_, "components_", (n_expected, self.n_features_in_))
+
+
+class _DictionaryDenoiser(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEstimator):
+    """Family base: a dictionary ``components_`` learned by ``fit``, atoms of the other source learned per input.
+
+    ``fit`` gives the known atoms (and, in subclasses, their groups); at test
+    time :meth:`_test_factorization` factorizes the input on [known atoms;
+    learned atoms] with the one update loop, and the ``_mask(V)`` hook turns
+    that into the speech mask that ``denoise``, ``separate`` and ``transform``
+    apply. Fitting on recordings goes through :meth:`_enrollment`, which
+    refuses fewer than ``min_seconds`` of audio and warns in the grey zone.
+    """
+
+    _fitted_arrays = ("components_",)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _enrollment(self, X, *, sr=None, downmix=False, name="speech recordings"):
+        """Recordings of ``X`` at the model's rate, after the minimum-duration check (``min_seconds``)."""
+        recordings = self._recordings(X, sr=sr, downmix=downmix, name=name)
+        self._check_duration(recordings, name, stacklevel=4)  # the caller of fit / personalize
+        return recordings
+
+    def _fit_block(self, V, n_atoms, rng, name):
+        """Plain (sparse) KL-NMF of one training set of frames: (n_atoms, n_bins) atoms."""
+        if not np.any(V):
+            raise ValueError(f"the recordings of {name} are silent (all zeros): nothing to learn from")
+        D = _init_atoms(n_atoms, V.shape[1], V.dtype, rng)
+        fit_sparsity = getattr(self, "fit_sparsity", None)
+        sparsity = self.sparsity if fit_sparsity is None else fit_sparsity
+        with K.thread_limit(self.n_threads):
+            _, D, n_iter, _, converged = _factorize(
+                V, D, free=None, beta=_beta_value(self.beta), sparsity=sparsity, max_iter=self.max_iter,
+                tol=self.tol, rng=rng, verbose=self.verbose,
+            )
+        return D, int(n_iter), bool(converged)
+
+    # -- test time --------------------------------------------------------------------------------
+    def _waveform_frames(self, x, sr=None, downmix=False):
+        """Non-negative frames (n_frames, n_bins) of a waveform at the model's rate."""
+        self._check_waveform_model()
+        y = check_waveform(x, name="x", downmix=downmix)
+        y = resample(y, self.sr if sr is None else int(sr), self.sr)
+        if y.size < self.n_fft:
+            raise ValueError(f"x has {y.size} samples at {self.sr} Hz, fewer than one STFT frame (n_fft={self.n_fft})")
+        return self._spectrum(y)[1]
+
+    def _frames_or_waveform(self, x, sr=None, downmix=False):
+        if isinstance(x, np.ndarray) and x.ndim == 2:
+            check_is_fitted(self)
+            return self._validate_frames(x, reset=False)
+        return self._waveform_frames(x, sr=sr, downmix=downmix)
+
+    @staticmethod
+    def _quiet_frame_atoms(V, n, rng):
+        """Initial noise atoms: frames of the input's quietest quarter, normalised, plus a uniform floor.
+
+        Pauses in speech hold noise alone, so these start the noise atoms near
+        the noise instead of anywhere; the updates refine them. The floor keeps
+        every bin able to grow. Fewer than 4 frames: random atoms.
+        """
+        if V.shape[0] < 4:
+            return _init_atoms(n, V.shape[1], V.dtype, rng)
+        energy = V.sum(axis=1)
+        quiet = np.flatnonzero(energy <= np.quantile(energy, 0.25))
+        pick = rng.choice(quiet, size=n, replace=quiet.size < n)
+        atoms = V[pick] / np.maximum(np.linalg.norm(V[pick], axis=1, keepdims=True), np.finfo(V.dtype).tiny)
+        atoms = atoms + _init_atoms(n, V.shape[1], V.dtype, rng) * V.dtype.type(0.1)
+        return atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
+
+    def _test_factorization(self, V, D_known, learned, *, sparsity, learned_sparsity, max_iter, rng, penalty=None,
+                            quiet_iter=0, fixed_iter=0):
+        """The test-time recipe: factorize ``V`` on [``D_known``; ``learned``] with the known atoms held.
+
+        Optional stages before the main solve (a library heuristic, see
+        ``docs/design.md``): ``quiet_iter`` iterations fitting the learned atoms
+        on the quietest quarter of the frames, then ``fixed_iter`` iterations of
+        the activations alone with every atom held. Without them this is
+        exactly one :func:`~pse_nmf.decomposition._nmf._factorize` call.
+
+        Returns
+        -------
+        A : ndarray of shape (n_frames, n_known + n_learned)
+        D : ndarray of shape (n_known + n_learned, n_bins)
+        """
+        D_known = np.asarray(D_known).astype(V.dtype, copy=False)
+        D = np.vstack([D_known, learned.astype(V.dtype, copy=False)])
+        free = np.arange(D.shape[0]) >= D_known.shape[0]
+        l1 = np.where(free, learned_sparsity, sparsity).astype(V.dtype)
+        beta = _beta_value(self.beta)
+        A = None
+        with K.thread_limit(self.n_threads):
+            if quiet_iter and V.shape[0] >= 4:
+                # learned atoms first fitted where the input is quietest (speech pauses: mostly noise)
+                energy = V.sum(axis=1)
+                Vq = V[energy <= np.quantile(energy, 0.25)]
+                if np.any(Vq):
+                    _, D, _, _, _ = _factorize(
+                        Vq, D, free=free, beta=beta, sparsity=l1, max_iter=quiet_iter, tol=self.tol, rng=rng,
+                        penalty=penalty,
+                    )
+            if fixed_iter:
+                # activations only, every atom held: the speech cannot leak into the noise atoms yet
+                A, D, _, _, _ = _factorize(
+                    V, D, free=np.zeros_like(free), beta=beta, sparsity=l1, max_iter=fixed_iter, tol=self.tol,
+                    rng=rng, penalty=penalty,
+                )
+            A, D, _, _, _ = _factorize(
+                V, D, free=free, beta=beta, sparsity=l1, max_iter=max_iter, tol=self.tol, rng=rng, A=A,
+                penalty=penalty,
+            )
+        return A, D
+
+    def _mask(self, V):
+        """Speech mask (n_frames, n_bins) in [0, 1] of non-negative frames ``V``."""
+        raise NotImplementedError
+
+
+class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
+    """Fixed speech atoms ``components_`` + ``n_noise_components`` noise atoms learned per input.
+
+    Subclasses fit ``components_`` and may return a penalty object from
+    ``_speech_penalty(n_components_total, groups, l1)``; ``None`` means the
+    plain L1 ``sparsity`` of :class:`~pse_nmf.SemiSupervisedNMF` (exactly its
+    code path). The mask may average several solves (``unstaged_iter``,
+    USM's ``n_solves``) and be smoothed over frames (``mask_smoothing``).
+    """
+
+    # -- test time --------------------------------------------------------------------------------
+    def _speech_penalty(self, n_components, groups, l1):
+        return None
+
+    def _init_noise_atoms(self, V, rng):
+        """Initial noise atoms (the quietest frames, as :class:`~pse_nmf.SemiSupervisedNMF` starts them)."""
+        return self._quiet_frame_atoms(V, self.n_noise_components, rng)
+
+    def _activations(self, V, D_known=None, groups=None, noise_init=None, rng=None, *, staged=True, max_iter=None):
+        """Factorize ``V`` on [known atoms; learned noise atoms] (:meth:`_test_factorization`).
+
+        ``staged=False`` skips the staged noise updates (noise atoms free from
+        the start); ``max_iter`` replaces ``test_max_iter`` (last stage).
+
+        Returns
+        -------
+        A : ndarray of shape (n_frames, n_known + n_noise_components)
+        D : ndarray of shape (n_known + n_noise_components, n_bins)
+        n_known : int
+        """
+        if D_known is None:
+            D_known = self.components_
+        D_known = np.asarray(D_known).astype(V.dtype, copy=False)
+        if rng is None:
+            rng = check_random_state(self.random_state)
+        noise = self._init_noise_atoms(V, rng) if noise_init is None else noise_init
+        n_total = D_known.shape[0] + noise.shape[0]
+        l1 = np.where(np.arange(n_total) >= D_known.shape[0], self.noise_sparsity, self.sparsity).astype(V.dtype)
+        penalty = self._speech_penalty(n_total, groups, l1)  # depends on the shapes only, not on A or D
+        A, D = self._test_factorization(
+            V, D_known, noise, sparsity=self.sparsity, learned_sparsity=self.noise_sparsity,
+            max_iter=self.test_max_iter if max_iter is None else max_iter, rng=rng, penalty=penalty,
+            quiet_iter=self.quiet_noise_iter if staged else 0, fixed_iter=self.fixed_noise_iter if staged else 0,
+        )
+        return A, D, D_known.shape[0]
+
+    def _models(self, V, staged=True, max_iter=None, rng=None):
+        """Speech and noise models (each (n_frames, n_bins)) of one solve (``rng``: its random start)."""
+        A, D, k = self._activations(V, rng=rng, staged=staged, max_iter=max_iter)
+        return A[:, :k] @ D[:k], A[:, k:] @ D[k:]
+
+    def _n_solves(self):
+        """Solves (random starts) whose masks are averaged; only USM has more than one."""
+        return 1
+
+    def _mask(self, V):
+        """Speech mask (n_frames, n_bins) of non-negative frames ``V``.
+
+        The ratio mask (exponent ``mask_power``) of one solve's models, or the
+        mean of several solves' masks (``unstaged_iter``, USM's ``n_solves``),
+        smoothed over ``mask_smoothing`` frames.
+        """
+        unstaged_iter = getattr(self, "unstaged_iter", 0)  # MLD has none
+        average = unstaged_iter > 0 and (self.quiet_noise_iter > 0 or self.fixed_noise_iter > 0)
+        n_solves = self._n_solves()
+        p = self.mask_power
+        if not average and n_solves == 1 and self.mask_smoothing == 1:
+            return ratio_mask(*self._models(V), power=p)
+        # the first solve starts from random_state as a single solve does; the others from seeds drawn from it
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=n_solves - 1) \
+            if n_solves > 1 else []
+
+        def start(i):  # a fresh generator each call: the staged and the plain solve of a pair start alike
+            return {} if i == 0 else {"rng": np.random.RandomState(seeds[i - 1])}
+
+        M = None
+        for i in range(n_solves):
+            Mi = ratio_mask(*self._models(V, **start(i)), power=p)
+            if average:
+                # the staged solve wins at high SNR, the plain one (same start) at low SNR and on transient noises
+                # that never reach the quiet frames; their mean beats both on average (library heuristic, see
+                # docs/design.md)
+                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=unstaged_iter, **start(i)),
+                                            power=p))
+            M = Mi if M is None else M + Mi
+        M = M / n_solves
+        if self.mask_smoothing > 1:
+            M = uniform_filter1d(M, self.mask_smoothing, axis=0, mode="nearest")
+        return np.clip(M, 0, 1).astype(V.dtype, copy=False)
