@@ -36,4 +36,4 @@ def test_docs_build_strict(tmp_path):
         page = site / "notebooks" / nb.stem / "index.html"
         assert page.is_file(), f"{nb.name} not rendered"
     getting_started = (site / "getting-started" / "index.html").read_text(encoding="utf-8")
-X
+    assert "Run the demo" in getting_started and "Run the tests" in getting_started  # the README two commands
