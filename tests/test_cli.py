@@ -90,7 +90,7 @@ def test_usage_errors_exit_2(argv, message, capsys):
 
 
 def test_python_m_exits_with_main_status():
-    proc = subprocess.run([sys.executable, "-m", "pse_nmf", "evaluate", "a.wav"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "pse_nmf", "evaluate"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert "usage: pse-nmf evaluate" in proc.stderr
