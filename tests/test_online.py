@@ -12,7 +12,9 @@ from pse_nmf import OnlineNMF, SemiSupervisedNMF
 from pse_nmf import load as load_model
 from pse_nmf.audio import istft, stft
 from pse_nmf.audio._stream import StreamingSTFT, hann_window, overlap_add
-from pse_nmf.decomposition._online_kernels import online_frames, pending_masks
+from pse_nmf.decomposition._nmf import _factorize
+from pse_nmf.decomposition._online import online_frames
+from pse_nmf.decomposition._online_kernels import pending_masks
 from pse_nmf.metrics import si_sdr
 
 SR = 16000
@@ -172,15 +174,26 @@ def oracle_online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech,
             for j, q in list(zip(least, quiet))[:n_replace]:
                 seed(j, X[q])
                 A[:, n_speech + j] = np.where(buf_E[:n] > 0, use.sum() / (Kn * n), 0.0)
-        if seen % update_every == 0:
-            for _ in range(n_dict_iter):
-                R = X / np.maximum(A @ W, eps)  # activations and noise atoms from the same ratios
-                An = A[:, n_speech:]
-                A = A * (R @ W.T) / np.maximum(W.sum(axis=1) + sparsity, eps)
-                Wn = W[n_speech:] * (An.T @ R) / np.maximum(An.sum(axis=0), eps)[:, None]
-                norms = np.maximum(np.linalg.norm(Wn, axis=1), eps)
-                W[n_speech:] = Wn / norms[:, None]
+        if (seen + 1) % update_every == 0 and n_dict_iter:
+            # the offline loop: activations, then noise atoms from the new model, normalisation-aware
+            # (Le Roux et al. 2015) under the L1 penalty, atoms at unit norm (activations compensated)
+            def normalise():
+                norms = np.linalg.norm(W[n_speech:], axis=1)
+                W[n_speech:] /= norms[:, None]
                 A[:, n_speech:] *= norms
+
+            normalise()
+            for _ in range(n_dict_iter):
+                A = A * ((X / np.maximum(A @ W, eps)) @ W.T) / np.maximum(W.sum(axis=1) + sparsity, eps)
+                R = X / np.maximum(A @ W, eps)
+                Wn, An = W[n_speech:], A[:, n_speech:]
+                num = An.T @ R
+                den = np.repeat(An.sum(axis=0)[:, None], W.shape[1], axis=1)
+                if sparsity > 0:
+                    num, den = (num + Wn * np.sum(Wn * den, axis=1)[:, None],
+                                den + Wn * np.sum(Wn * num, axis=1)[:, None])
+                W[n_speech:] = Wn * num / np.maximum(den, eps)
+                normalise()
             if buf_E[slot] > 0:
                 h = A[slot].copy()
         buf_A[:n] = A
@@ -227,6 +240,42 @@ def test_online_frames_kernel_matches_oracle(rng, mask_power, update_every, repl
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(W0[:Ks], state[0][:Ks])  # speech atoms fixed
     assert not np.allclose(W0[Ks:], state[0][Ks:])  # noise atoms learned
+
+
+def _stream_frames(model, V):
+    """Frames ``V`` through a fresh stream state of ``model``; returns the state and the masks written."""
+    st = model._new_state()
+    mask = np.full_like(V, -1.0)
+    n = online_frames(V, st.W, st.h, st.U, st.buf_X, st.buf_A, st.buf_E, st.scale, st.info, st.n_speech,
+                      model.n_iter, model.n_dict_iter, model.sparsity, model.mask_power, model.warm_start,
+                      model.update_every, model.replace_every, model.n_replace, model.replace_recent, model.lookahead,
+                      np.finfo(np.float64).eps, mask)
+    return st, mask[:n]
+
+
+def test_one_window_over_the_whole_input_is_the_offline_solve(rng):
+    """A window holding every frame, stepped once at the end, gives the offline solve from the same start.
+
+    Every frame has mean 1, so the stream's running scale is 1 and the window holds the frames as they are;
+    the offline solve (``_factorize``: the speech atoms fixed, the noise atoms learned, L1 on all activations)
+    starts from the stream's atoms and activations just before its window step (the same stream with
+    ``n_dict_iter=0``) and runs as many iterations.
+    """
+    F, Ks, Kn, T, n_iter = 33, 5, 3, 24, 7
+    speech = rng.uniform(0.1, 2.0, size=(40, F))
+    V = rng.uniform(0.05, 2.0, size=(T, F)) * (rng.random((T, F)) > 0.1)
+    V /= V.mean(axis=1, keepdims=True)
+    params = dict(n_components=Ks, n_noise_components=Kn, sparsity=0.4, buffer_size=T, update_every=T,
+                  replace_every=0, n_fft=2 * (F - 1), hop_length=8, max_iter=20, tol=0, random_state=0)
+    start, _ = _stream_frames(OnlineNMF(n_dict_iter=0, **params).fit(speech), V)
+    online, masks = _stream_frames(OnlineNMF(n_dict_iter=n_iter, **params).fit(speech), V)
+    A, D, *_ = _factorize(V, start.W, free=np.arange(Ks + Kn) >= Ks, beta=1.0, sparsity=0.4, max_iter=n_iter,
+                          tol=0, rng=np.random.RandomState(0), A=start.buf_A)
+    assert not np.allclose(D, start.W) and not np.allclose(A, start.buf_A)  # the solve did change them
+    np.testing.assert_allclose(online.W, D, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(online.buf_A, A, rtol=1e-9, atol=1e-12)
+    S, N = A[-1, :Ks] @ D[:Ks], A[-1, Ks:] @ D[Ks:]
+    np.testing.assert_allclose(masks[-1], S**2 / (S**2 + N**2), rtol=1e-9, atol=1e-12)  # the last frame's mask
 
 
 def test_replacement_seeds_the_least_used_atom_from_the_quietest_recent_frame(rng):
@@ -587,3 +636,31 @@ def test_denoise_file_unreadable_input_says_why(online, noisy, tmp_path, monkeyp
     monkeypatch.setattr(audio_module, "open", no_permission, raising=False)  # as root, chmod cannot do it
     with pytest.raises(PermissionError, match=r"cannot open '.*locked.wav': Permission denied"):
         online.denoise_file(src, tmp_path / "out.wav")
+
+
+def _process_all(model, x, block):
+    model.reset()
+    out = [model.process(x[i:i + block]) for i in range(0, x.size, block)] + [model.flush()]
+    return np.concatenate(out)[model.latency:]
+
+
+def test_live_stream_removes_a_dc_offset_causally(default_online, example_task):
+    """process() (no mean known in advance) removes an offset from a running mean: close to denoise, which
+    subtracts the whole signal's mean, and far better than the offset streamed as it is."""
+    model = _fresh(default_online)
+    mix = example_task.test[0]
+    dc_input = 0.2 * mix.mixture.astype(np.float64) + 0.3
+    live = _process_all(model, dc_input, 4000)
+    whole = default_online.denoise(dc_input)
+    assert si_sdr(live, mix.speech) > si_sdr(whole, mix.speech) - 1.0
+    raw = default_online._enhance(dc_input)  # the stream without any DC removal
+    assert si_sdr(live, mix.speech) > si_sdr(raw, mix.speech) + 3.0
+    np.testing.assert_array_equal(_process_all(model, dc_input, 777), live)  # still block-size invariant
+
+
+def test_live_stream_leaves_ordinary_recordings_untouched(default_online, example_task):
+    """No offset (the mean is 0.05 % of the RMS): the running mean never clears the bar, process equals denoise."""
+    model = _fresh(default_online)
+    x = example_task.test[0].mixture.astype(np.float64)
+    x = np.concatenate([x, 0.5 * x])  # past the running mean's 2 s of cumulative start
+    np.testing.assert_array_equal(_process_all(model, x, 3000), default_online.denoise(x))
