@@ -102,7 +102,7 @@ def nmf_macs_per_second(model):
     r"""Analytic multiply-accumulates per second of a semi-supervised NMF at test time.
 
     Each of the ``test_max_iter`` multiplicative updates (beta = 1) of a
-    frame's activations over :math:`K` = ``n_components + n_test_components``
+    frame's activations over :math:`K` = ``n_components + n_noise_components``
     atoms and :math:`F` = ``n_fft // 2 + 1`` bins costs about :math:`4FK`
     multiply-adds per frame: the reconstruction :math:`AD` (:math:`FK`), the
     numerator :math:`(X / AD) D^T` (:math:`FK`), and, for the noise atoms
@@ -116,7 +116,7 @@ def nmf_macs_per_second(model):
     """
     p = model.get_params()
     F = p["n_fft"] // 2 + 1
-    K = p["n_components"] + p["n_test_components"]
+    K = p["n_components"] + p["n_noise_components"]
     per_frame = 4 * F * K * p["test_max_iter"]
     return {"parameters": int(F * p["n_components"]), "macs_per_frame": int(per_frame),
             "macs_per_second": float(per_frame * p["sr"] / p["hop_length"])}

@@ -171,7 +171,7 @@ def _build_parser():
     p.add_argument("--max-iter", type=_positive_int, default=None, metavar="N", help="fitting iterations")
     p.add_argument("--seed", type=_non_negative_int, default=None, metavar="N", help="random seed")
     p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
-                   help="any other model parameter, e.g. --set n_test_components=32 (repeatable)")
+                   help="any other model parameter, e.g. --set n_noise_components=32 (repeatable)")
     p.add_argument("--downmix", action="store_true", help="average the channels of multichannel files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(handler=_cmd_fit)
@@ -334,6 +334,9 @@ def _model_params(cls, args):
             raise _CommandError(f"{flag} does not apply to --model {args.model} ({cls.__name__})")
         params[param] = value
     for name, value in args.settings:
+        renamed = getattr(cls, "_renamed_params", {}).get(name)
+        if name not in valid and renamed is not None:
+            raise _CommandError(f"--set {name}: {cls.__name__} calls this parameter {renamed!r} now")
         if name not in valid:
             raise _CommandError(
                 f"--set {name}: {cls.__name__} has no parameter {name!r}; it has {', '.join(sorted(valid))}"

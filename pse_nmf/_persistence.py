@@ -377,6 +377,48 @@ def _decode_meta(raw, where):
         raise ModelFileError(f"{where!r}: damaged metadata: {exc}") from exc
 
 
+def _upgrade_params(cls, name, params, where):
+    """Parameters of a file written by an older pse_nmf, in the estimator's current names.
+
+    Three class attributes describe how an estimator's parameters changed (issue 18, lean estimators):
+
+    ``_renamed_params`` : dict old name -> new name
+        The value is kept under the new name (a file holding both is damaged).
+    ``_legacy_params(params)`` : classmethod, optional
+        Folds several old parameters into one option (e.g. ``quiet_noise_iter`` / ``fixed_noise_iter`` /
+        ``unstaged_iter`` into ``noise_init``); raises ``ValueError`` for a combination the new option does not
+        express.
+    ``_removed_params`` : dict name -> the value the estimator now always uses
+        A file that holds the parameter at that value loads silently (the model behaves as it did); any other
+        value raises :class:`ModelFileError`: the model would behave differently, so it must be refitted
+        (loading it with a warning would silently change its outputs).
+    """
+    params = dict(params)
+    for old, new in getattr(cls, "_renamed_params", {}).items():
+        if old in params:
+            if new in params:
+                raise ModelFileError(f"{where!r}: damaged parameters: both {old!r} and its new name {new!r}")
+            params[new] = params.pop(old)
+    legacy = getattr(cls, "_legacy_params", None)
+    if legacy is not None:
+        try:
+            params = legacy(params)
+        except ValueError as exc:
+            raise ModelFileError(
+                f"{where!r} was saved with parameters this pse_nmf ({__version__}) no longer offers in {name}: "
+                f"{exc}; refit the model"
+            ) from None
+    for pname, kept in getattr(cls, "_removed_params", {}).items():
+        if pname in params:
+            if params[pname] != kept:
+                raise ModelFileError(
+                    f"{where!r} was saved with {pname}={params[pname]!r}, which this pse_nmf ({__version__}) "
+                    f"removed from {name} (it always uses {pname}={kept!r}); refit the model"
+                )
+            del params[pname]
+    return params
+
+
 def _build_estimator(meta, contents, where, expected=None):
     """The fitted estimator that ``meta`` and ``contents`` (key -> ndarray, without ``__meta__``) describe."""
     if not isinstance(meta, dict):
@@ -419,15 +461,7 @@ def _build_estimator(meta, contents, where, expected=None):
     nested = _meta_field(meta, "nested", dict, {}, where)
     for pname, spec in nested.items():
         params[pname] = _build_nested(pname, spec, contents, where)
-    # parameters a later release removed: files that hold them at the value the estimator now always uses load
-    for pname, kept in getattr(cls, "_removed_params", {}).items():
-        if pname in params:
-            if params[pname] != kept:
-                raise ModelFileError(
-                    f"{where!r} was saved with {pname}={params[pname]!r}, which this pse_nmf ({__version__}) "
-                    f"removed from {name} (it always uses {pname}={kept!r}); refit the model"
-                )
-            del params[pname]
+    params = _upgrade_params(cls, name, params, where)
     try:
         est = cls(**params)
     except TypeError as exc:

@@ -87,7 +87,7 @@ def small_semi(example_task):
     """
     from pse_nmf import SemiSupervisedNMF
 
-    model = SemiSupervisedNMF(n_components=16, n_test_components=4, max_iter=40, test_max_iter=40, tol=0,
+    model = SemiSupervisedNMF(n_components=16, n_noise_components=4, max_iter=40, test_max_iter=40, tol=0,
                               random_state=0)
     return model.fit(example_task.enrollment)
 

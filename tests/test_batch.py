@@ -18,7 +18,7 @@ SR = 16000
 
 
 def _small_model():
-    return SemiSupervisedNMF(n_components=8, max_iter=15, n_test_components=4, test_max_iter=20, random_state=0)
+    return SemiSupervisedNMF(n_components=8, max_iter=15, n_noise_components=4, test_max_iter=20, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_fit_many_parallel_equals_serial_fits(speakers, tmp_path):
 def test_cli_fit_many(speakers, tmp_path, capsys):
     out = tmp_path / "models"
     rc = main(["fit-many", str(speakers), "-o", str(out), "--n-components", "8", "--max-iter", "15",
-               "--set", "n_test_components=4", "--set", "test_max_iter=20", "--jobs", "1"])
+               "--set", "n_noise_components=4", "--set", "test_max_iter=20", "--jobs", "1"])
     captured = capsys.readouterr()
     assert rc == 1 and "carol" in captured.err and "1 of 3 speaker(s) failed" in captured.err
     assert "alice ->" in captured.out and "bob ->" in captured.out

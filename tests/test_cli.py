@@ -56,7 +56,7 @@ def model_file(audio):
     """A small model fitted through the CLI (fast settings)."""
     path = audio / "model.npz"
     rc = main(["fit", "-o", str(path), "--n-components", "8", "--max-iter", "15", "--seed", "0",
-               "--set", "n_test_components=4", "--set", "test_max_iter=30", str(audio / "train")])
+               "--set", "n_noise_components=4", "--set", "test_max_iter=30", str(audio / "train")])
     assert rc == 0
     return path
 
@@ -83,7 +83,7 @@ def test_version(capsys):
     (["fit", "x.wav"], "required: -o"),
     (["fit", "--model", "nope", "-o", "m.npz", "x.wav"], "invalid choice"),
     (["fit", "--n-components", "0", "-o", "m.npz", "x.wav"], "positive integer"),
-    (["fit", "--set", "n_test_components", "-o", "m.npz", "x.wav"], "NAME=VALUE"),
+    (["fit", "--set", "n_noise_components", "-o", "m.npz", "x.wav"], "NAME=VALUE"),
     (["denoise", "x.wav"], "required: -m"),
     (["evaluate", "a.wav", "--metrics", "pesq"], "need(s) --reference"),  # no reference: DNSMOS only (issue 17)
     (["evaluate", "a.wav", "--reference", "b.wav", "--metrics", "si_sdr,loudness"], "unknown metric"),
@@ -131,7 +131,7 @@ def test_fit_saves_a_model_with_the_options(model_file, capsys):
     model = load_model(model_file)
     assert isinstance(model, SemiSupervisedNMF)
     assert model.components_.shape == (8, 513)
-    assert (model.n_components, model.n_test_components, model.test_max_iter, model.random_state) == (8, 4, 30, 0)
+    assert (model.n_components, model.n_noise_components, model.test_max_iter, model.random_state) == (8, 4, 30, 0)
 
 
 def test_fit_known_noise(audio, tmp_path, capsys):
@@ -157,6 +157,7 @@ def test_fit_refuses_existing_model_before_fitting(audio, tmp_path, capsys):
     ("audio_output", "audio extension"),
     ("missing_input", "no audio file at"),
     ("unknown_param", "has no parameter 'frobnication'"),
+    ("renamed_param", "calls this parameter 'n_noise_components' now"),
 ])
 def test_fit_errors(case, message, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -165,6 +166,8 @@ def test_fit_errors(case, message, tmp_path, capsys):
         "audio_output": ["fit", "-o", str(tmp_path / "m.wav"), str(tmp_path / "empty")],
         "missing_input": ["fit", "-o", str(tmp_path / "m.npz"), str(tmp_path / "nothing.wav")],
         "unknown_param": ["fit", "-o", str(tmp_path / "m.npz"), "--set", "frobnication=1",
+                          str(tmp_path / "empty")],
+        "renamed_param": ["fit", "-o", str(tmp_path / "m.npz"), "--set", "n_test_components=4",
                           str(tmp_path / "empty")],
     }[case]
     assert main(argv) in (1, 2)
@@ -592,7 +595,7 @@ def test_fit_on_too_little_speech_fails_instead_of_saving_a_harmful_model(audio,
 def test_denoise_ensemble_averages_the_models(audio, model_file, noisy, tmp_path, capsys):
     second = tmp_path / "second.npz"
     assert main(["fit", "-o", str(second), "--n-components", "4", "--max-iter", "10", "--seed", "1",
-                 "--set", "n_test_components=2", "--set", "test_max_iter=20", str(audio / "train")]) == 0
+                 "--set", "n_noise_components=2", "--set", "test_max_iter=20", str(audio / "train")]) == 0
     out = tmp_path / "ens.wav"
     assert main(["denoise", "-m", str(model_file), "-m", str(second), "--ensemble", str(noisy), "-o", str(out)]) == 0
     y, sr = read_audio(noisy, sr=None)

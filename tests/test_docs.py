@@ -32,7 +32,7 @@ def test_docs_build_strict(tmp_path):
                  "pse_nmf.datasets.mix_at_snr"):
         assert f'id="{name}"' in api
     estimators = (site / "api" / "estimators" / "index.html").read_text(encoding="utf-8")
-    assert 'id="pse_nmf.SemiSupervisedNMF"' in estimators and "n_test_components" in estimators
+    assert 'id="pse_nmf.SemiSupervisedNMF"' in estimators and "n_noise_components" in estimators
     for nb in sorted((ROOT / "docs" / "notebooks").glob("*.ipynb")):
         page = site / "notebooks" / nb.stem / "index.html"
         assert page.is_file(), f"{nb.name} not rendered"

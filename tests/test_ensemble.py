@@ -26,7 +26,7 @@ from pse_nmf.datasets import mix_at_snr
 from pse_nmf.metrics import si_sdr
 
 SR = 16000
-FAST = dict(n_components=16, n_test_components=4, max_iter=30, test_max_iter=30, tol=0)
+FAST = dict(n_components=16, n_noise_components=4, max_iter=30, test_max_iter=30, tol=0)
 
 
 # -- test-only members ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pse_nmf.decomposition._base import _DictionaryDenoiser
 
 SR = 16000
 FAST = {
-    "SemiSupervisedNMF": dict(n_components=4, n_test_components=2, max_iter=5, test_max_iter=5),
+    "SemiSupervisedNMF": dict(n_components=4, n_noise_components=2, max_iter=5, test_max_iter=5),
     "MLD": dict(n_dictionaries=2, n_components_per_dictionary=2, n_noise_components=2, max_iter=5, test_max_iter=5,
                 quiet_noise_iter=3, fixed_noise_iter=3),
     "ExemplarNMF": dict(n_exemplars=20, n_noise_components=2, test_max_iter=5),
@@ -247,6 +247,41 @@ def test_mld_files_saved_with_unstaged_iter_still_load(speech, noisy, tmp_path):
     np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
     with pytest.raises(pse_nmf.ModelFileError, match="saved with unstaged_iter=25.*removed from MLD"):
         pse_nmf.load(old_file(25, "old25.npz"))
+
+
+def _as_old_file(model, tmp_path, name, edit):
+    """Save ``model``, then rewrite the file's parameters as an older release wrote them (``edit(params)``)."""
+    import json
+
+    path = model.save(tmp_path / f"{name}_new.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    edit(meta["params"])
+    out = tmp_path / f"{name}.npz"
+    np.savez(out, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return out
+
+
+def _rename(params, old_and_new):
+    for old, new in old_and_new.items():
+        params[old] = params.pop(new)
+
+
+def test_semi_files_saved_with_the_old_names_still_load(speech, noisy, tmp_path):
+    """n_test_components / test_sparsity became n_noise_components / noise_sparsity (one name in the family)."""
+    model = _fitted("SemiSupervisedNMF", speech).set_params(n_noise_components=3, noise_sparsity=0.5)
+    old = {"n_test_components": "n_noise_components", "test_sparsity": "noise_sparsity"}
+    loaded = pse_nmf.load(_as_old_file(model, tmp_path, "semi", lambda p: _rename(p, old)))
+    assert (loaded.n_noise_components, loaded.noise_sparsity) == (3, 0.5)
+    assert not set(old) & set(loaded.get_params())
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+
+    def both(p):
+        p["n_test_components"] = 3
+
+    with pytest.raises(pse_nmf.ModelFileError, match="both 'n_test_components' and its new name"):
+        pse_nmf.load(_as_old_file(model, tmp_path, "semi_both", both))
 
 
 # --------------------------------------------------------------------------- scikit-learn checks on OnlineNMF too

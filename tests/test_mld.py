@@ -46,8 +46,8 @@ def test_one_local_dictionary_equals_semi_supervised_nmf(example):
     mld = MLD(n_dictionaries=1, n_components_per_dictionary=12, quiet_noise_iter=0, fixed_noise_iter=0,
               mask_smoothing=1, **common).fit(speaker[:2])
     mld.set_params(noise_sparsity=0.05)
-    common["n_test_components"] = common.pop("n_noise_components")
-    common["test_sparsity"] = 0.05
+    common["n_noise_components"] = common.pop("n_noise_components")
+    common["noise_sparsity"] = 0.05
     semi = SemiSupervisedNMF(n_components=12, **common).fit(speaker[:2])
     np.testing.assert_array_equal(mld.components_, semi.components_)
     noisy = speaker[-1] + 0.1 * example.noise["running_tap"][0][: speaker[-1].size]

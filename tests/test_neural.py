@@ -414,7 +414,7 @@ def teacher(example):
     from pse_nmf import SemiSupervisedNMF
 
     speech = example.speech[sorted(example.speech)[0]]
-    model = SemiSupervisedNMF(n_components=16, n_test_components=4, max_iter=30, test_max_iter=30, tol=0, n_fft=256,
+    model = SemiSupervisedNMF(n_components=16, n_noise_components=4, max_iter=30, test_max_iter=30, tol=0, n_fft=256,
                               hop_length=128, random_state=0)
     return model.fit([s[:48000] for s in speech[:3]])
 

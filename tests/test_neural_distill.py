@@ -41,7 +41,7 @@ def user(example):
 
 @pytest.fixture(scope="module")
 def teacher(user):
-    model = SemiSupervisedNMF(n_components=16, n_test_components=4, max_iter=30, test_max_iter=30, tol=0,
+    model = SemiSupervisedNMF(n_components=16, n_noise_components=4, max_iter=30, test_max_iter=30, tol=0,
                               random_state=0, **KW)
     return model.fit(user[0])
 

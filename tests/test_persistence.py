@@ -375,7 +375,7 @@ def test_format_version_as_text_is_called_damaged_not_newer(saved_semi, tmp_path
     assert "newer" not in str(info.value)
 
 
-@pytest.mark.parametrize("name, value", [("mask_power", "x"), ("n_test_components", -2), ("known", "both")])
+@pytest.mark.parametrize("name, value", [("mask_power", "x"), ("n_noise_components", -2), ("known", "both")])
 def test_parameters_validated_on_load(saved_semi, tmp_path, name, value):
     """A hand-edited parameter loaded silently and failed later inside numpy ("ufunc 'power' not supported")."""
     path = _tampered(saved_semi, tmp_path / "p.npz", lambda m: m["params"].update({name: value}))

@@ -283,7 +283,7 @@ def cli_files(example, tmp_path_factory, small_semi):
 
 ARGS = {
     "fit": [["--max-iter", "2"], ["--max-iter", "0"], ["--n-components", "3"], ["--n-components", "x"],
-            ["--set", "sr=foo"], ["--set", "n_test_components=2"], ["--set", "nope=1"], ["--set", "min_seconds=0"],
+            ["--set", "sr=foo"], ["--set", "n_noise_components=2"], ["--set", "nope=1"], ["--set", "min_seconds=0"],
             ["--model", "online"], ["--model", "exemplar"], ["--model", "usm"], ["--known", "noise"],
             ["--sparsity", "-1"], ["--seed", "3"], ["--downmix"], ["--overwrite"], ["--sr", "8000"]],
     "denoise": [["--stream"], ["--block-size", "500"], ["--block-size", "0"], ["--suffix", "_x"],

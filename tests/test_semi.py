@@ -16,7 +16,7 @@ N_BINS = 513
 
 
 def _small(**kwargs):
-    params = dict(n_components=6, n_test_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0,
+    params = dict(n_components=6, n_noise_components=3, max_iter=10, test_max_iter=10, tol=0, random_state=0,
                   min_seconds=0)  # mechanics on 2 s clips, not quality
     params.update(kwargs)
     return SemiSupervisedNMF(**params)
@@ -133,7 +133,7 @@ def test_known_noise_mirrored_case(example):
     speech = example.speech[sorted(example.speech)[2]][0]
     clips = example.noise["running_tap"]
     mixture, _ = mix_at_snr(speech, clips[1], 0, random_state=0)
-    model = SemiSupervisedNMF(n_components=16, n_test_components=16, known="noise", max_iter=50,
+    model = SemiSupervisedNMF(n_components=16, n_noise_components=16, known="noise", max_iter=50,
                               test_max_iter=50, tol=0, random_state=0).fit(clips[0])
     assert model.components_.shape == (16, N_BINS)
     y = model.denoise(mixture)

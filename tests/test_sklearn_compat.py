@@ -45,7 +45,7 @@ def _expected_failed_checks(estimator):
 @parametrize_with_checks(
     [
         BetaNMF(n_components=3, max_iter=20, tol=0, random_state=0),
-        SemiSupervisedNMF(n_components=3, n_test_components=2, max_iter=20, test_max_iter=20, tol=0,
+        SemiSupervisedNMF(n_components=3, n_noise_components=2, max_iter=20, test_max_iter=20, tol=0,
                           random_state=0),
     ],
     expected_failed_checks=_expected_failed_checks,
@@ -72,7 +72,7 @@ def frames(example):
 
 
 def _small_semi(**kwargs):
-    params = dict(n_components=8, n_test_components=4, max_iter=20, test_max_iter=20, tol=0, random_state=0)
+    params = dict(n_components=8, n_noise_components=4, max_iter=20, test_max_iter=20, tol=0, random_state=0)
     params.update(kwargs)
     return SemiSupervisedNMF(**params)
 

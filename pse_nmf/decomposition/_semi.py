@@ -62,11 +62,10 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     ----------
     n_components : int, default=64
         Atoms of the known dictionary learned by ``fit``.
-    n_test_components : int, default=8
-        Atoms of the other source learned on each input at test time (the
-        noise atoms with ``known="speech"``; the speaker-aware estimators
-        call the same number ``n_noise_components``, but here the learned
-        source is speech when ``known="noise"``, so the name says "test").
+    n_noise_components : int, default=8
+        Atoms learned on each input at test time: the noise atoms (with
+        ``known="noise"``, the mirrored case, they model the speech; the
+        name follows the family's, which always learns noise at test time).
     known : {"speech", "noise"}, default="speech"
         Which source ``fit`` sees.
     beta : float or str, default=1.0
@@ -74,8 +73,9 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     sparsity : float, default=1.0
         L1 weight on the known source's activations, when fitting and at
         test time.
-    test_sparsity : float, default=1.0
-        L1 weight on the activations of the atoms learned at test time.
+    noise_sparsity : float, default=1.0
+        L1 weight on the activations of the atoms learned at test time (the
+        noise atoms with ``known="speech"``).
     spectrum_power : float, default=1.0
         Frames are ``|STFT| ** spectrum_power`` (1 magnitude, 2 power).
     mask_power : float, default=2.0
@@ -140,12 +140,12 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
 
     _parameter_constraints = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_test_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_noise_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "known": [StrOptions({"speech", "noise"})],
         "beta": [Interval(numbers.Real, None, None, closed="neither"),
                  StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})],
         "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-        "test_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+        "noise_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -156,17 +156,19 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     }
     _fitted_arrays = ("components_",)
     _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")
+    # issue 18: one name for the atoms learned at test time across the family; model files keep loading
+    _renamed_params = {"n_test_components": "n_noise_components", "test_sparsity": "noise_sparsity"}
 
-    def __init__(self, n_components=64, *, n_test_components=8, known="speech", beta=1.0, sparsity=1.0,
-                 test_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3,
+    def __init__(self, n_components=64, *, n_noise_components=8, known="speech", beta=1.0, sparsity=1.0,
+                 noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3,
                  min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
                  verbose=0):
         self.n_components = n_components
-        self.n_test_components = n_test_components
+        self.n_noise_components = n_noise_components
         self.known = known
         self.beta = beta
         self.sparsity = sparsity
-        self.test_sparsity = test_sparsity
+        self.noise_sparsity = noise_sparsity
         self.spectrum_power = spectrum_power
         self.mask_power = mask_power
         self.max_iter = max_iter
@@ -231,13 +233,13 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     def _mask(self, V):
         """Speech mask (n_frames, n_bins) of non-negative frames ``V``: one solve, then the ratio mask."""
         rng = check_random_state(self.random_state)
-        n, k = self.n_test_components, self.components_.shape[0]
+        n, k = self.n_noise_components, self.components_.shape[0]
         if self.known == "speech":
             learned = self._quiet_frame_atoms(V, n, rng)
         else:
             learned = _init_atoms(n, V.shape[1], V.dtype, rng)
         A, D = self._test_factorization(
-            V, self.components_, learned, sparsity=self.sparsity, learned_sparsity=self.test_sparsity,
+            V, self.components_, learned, sparsity=self.sparsity, learned_sparsity=self.noise_sparsity,
             max_iter=self.test_max_iter, rng=rng,
         )
         known_model, other_model = A[:, :k] @ D[:k], A[:, k:] @ D[k:]
