@@ -284,6 +284,22 @@ def test_semi_files_saved_with_the_old_names_still_load(speech, noisy, tmp_path)
         pse_nmf.load(_as_old_file(model, tmp_path, "semi_both", both))
 
 
+def test_online_files_saved_with_the_former_parameters_still_load(speech, noisy, tmp_path):
+    """OnlineNMF: n_iter / n_dict_iter renamed (n_iter_ is the speech fit's); four heuristics became constants."""
+    model = _ignoring_warnings(pse_nmf.OnlineNMF(n_components=6, n_noise_components=3, max_iter=5, n_frame_iter=5,
+                                                 random_state=0).fit, speech[: 4 * SR])
+
+    def old(p, **removed):
+        _rename(p, {"n_iter": "n_frame_iter", "n_dict_iter": "n_window_iter"})
+        p.update({"warm_start": 0.95, "update_every": 1, "n_replace": 3, "replace_recent": 16, **removed})
+
+    loaded = pse_nmf.load(_as_old_file(model, tmp_path, "online", old))
+    assert loaded.get_params() == {**model.get_params(), "speech_model": None}
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+    with pytest.raises(pse_nmf.ModelFileError, match="saved with n_replace=1.*removed from OnlineNMF"):
+        pse_nmf.load(_as_old_file(model, tmp_path, "online1", lambda p: old(p, n_replace=1)))
+
+
 # --------------------------------------------------------------------------- scikit-learn checks on OnlineNMF too
 
 @parametrize_with_checks([pse_nmf.OnlineNMF(n_components=3, n_noise_components=2, max_iter=5, buffer_size=4,

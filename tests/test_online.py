@@ -242,13 +242,16 @@ def test_online_frames_kernel_matches_oracle(rng, mask_power, update_every, repl
     assert not np.allclose(W0[Ks:], state[0][Ks:])  # noise atoms learned
 
 
-def _stream_frames(model, V):
-    """Frames ``V`` through a fresh stream state of ``model``; returns the state and the masks written."""
+def _stream_frames(model, V, update_every):
+    """Frames ``V`` through a fresh stream state of ``model``, a window step after every ``update_every`` frames
+    (the estimator always steps after each); returns the state and the masks written."""
+    import pse_nmf.decomposition._online as module
+
     st = model._new_state()
     mask = np.full_like(V, -1.0)
     n = online_frames(V, st.W, st.h, st.U, st.buf_X, st.buf_A, st.buf_E, st.scale, st.info, st.n_speech,
-                      model.n_iter, model.n_dict_iter, model.sparsity, model.mask_power, model.warm_start,
-                      model.update_every, model.replace_every, model.n_replace, model.replace_recent, model.lookahead,
+                      model.n_frame_iter, model.n_window_iter, model.sparsity, model.mask_power, module._WARM_START,
+                      update_every, model.replace_every, module._N_REPLACE, module._REPLACE_RECENT, model.lookahead,
                       np.finfo(np.float64).eps, mask)
     return st, mask[:n]
 
@@ -259,16 +262,15 @@ def test_one_window_over_the_whole_input_is_the_offline_solve(rng):
     Every frame has mean 1, so the stream's running scale is 1 and the window holds the frames as they are;
     the offline solve (``_factorize``: the speech atoms fixed, the noise atoms learned, L1 on all activations)
     starts from the stream's atoms and activations just before its window step (the same stream with
-    ``n_dict_iter=0``) and runs as many iterations.
+    ``n_window_iter=0``) and runs as many iterations.
     """
     F, Ks, Kn, T, n_iter = 33, 5, 3, 24, 7
     speech = rng.uniform(0.1, 2.0, size=(40, F))
     V = rng.uniform(0.05, 2.0, size=(T, F)) * (rng.random((T, F)) > 0.1)
     V /= V.mean(axis=1, keepdims=True)
-    params = dict(n_components=Ks, n_noise_components=Kn, sparsity=0.4, buffer_size=T, update_every=T,
-                  replace_every=0, n_fft=2 * (F - 1), hop_length=8, max_iter=20, tol=0, random_state=0)
-    start, _ = _stream_frames(OnlineNMF(n_dict_iter=0, **params).fit(speech), V)
-    online, masks = _stream_frames(OnlineNMF(n_dict_iter=n_iter, **params).fit(speech), V)
+    params = dict(n_components=Ks, n_noise_components=Kn, sparsity=0.4, buffer_size=T, replace_every=0, n_fft=2 * (F - 1), hop_length=8, max_iter=20, tol=0, random_state=0)
+    start, _ = _stream_frames(OnlineNMF(n_window_iter=0, **params).fit(speech), V, T)
+    online, masks = _stream_frames(OnlineNMF(n_window_iter=n_iter, **params).fit(speech), V, T)
     A, D, *_ = _factorize(V, start.W, free=np.arange(Ks + Kn) >= Ks, beta=1.0, sparsity=0.4, max_iter=n_iter,
                           tol=0, rng=np.random.RandomState(0), A=start.buf_A)
     assert not np.allclose(D, start.W) and not np.allclose(A, start.buf_A)  # the solve did change them
@@ -356,7 +358,7 @@ def test_lookahead_masks_come_from_the_right_frames(online, noisy):
     another frame's activations, or a frame leaving the window before its
     output, would break this.
     """
-    frozen = dict(n_dict_iter=0, replace_every=0)
+    frozen = dict(n_window_iter=0, replace_every=0)
     now = _fresh(online).set_params(**frozen).denoise(noisy)
     later = _fresh(online).set_params(lookahead=5, **frozen).denoise(noisy)
     start = (online.n_noise_components + 1) * online.hop_length + online.n_fft  # past the seeding frames
@@ -539,7 +541,7 @@ def test_online_noise_model_follows_a_change_of_noise(example, small_semi):
     """After the noise type changes, the learned noise model beats the same model with its noise atoms frozen."""
     mix, s, h = _changing_noise_mixture(example)
     live = OnlineNMF(speech_model=small_semi, random_state=0).fit()
-    frozen = clone_online(live, n_dict_iter=0, replace_every=0)  # atoms seeded from the first frames, then fixed
+    frozen = clone_online(live, n_window_iter=0, replace_every=0)  # atoms seeded from the first frames, then fixed
     e_live, e_frozen = live.denoise(mix), frozen.denoise(mix)
     gain = {name: si_sdr(e[h:], s[h:]) - si_sdr(mix[h:], s[h:]) for name, e in (("live", e_live), ("frozen", e_frozen))}
     assert gain["live"] > gain["frozen"] + 1.0

@@ -50,6 +50,18 @@ def _dc_offset(n, total, square):
     return mean if abs(mean) > _DC_RATIO * ac_rms else 0.0
 
 
+# Fixed streaming heuristics (issue 18: constants, not parameters; measured in docs/experiments/online.md,
+# where they appear under their former parameter names):
+#: weight of the previous frame's activations in a new frame's start (``warm_start``; 0.9 and 0.8 measured worse)
+_WARM_START = 0.95
+#: a window step after every frame (``update_every``; fewer steps only help windows far longer than the default)
+_UPDATE_EVERY = 1
+#: noise atoms re-seeded at each replacement (``n_replace``; 1, 2, 4 measured worse)
+_N_REPLACE = 3
+#: a re-seeded atom copies the quietest of this many most recent frames (``replace_recent``)
+_REPLACE_RECENT = 16
+
+
 def online_frames(V, W, h, U, buf_X, buf_A, buf_E, scale, info, n_speech, n_iter, n_dict_iter, sparsity, mask_power,
                   warm_start, update_every, replace_every, n_replace, replace_recent, lookahead, eps, mask_out):
     """Sliding-window semi-supervised KL-NMF of the frames ``V``, one after the other.
@@ -176,9 +188,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
           + \lambda \|h_b\|_1,
         \qquad \|D_{n,k}\|_2 = 1 .
 
-    It is minimised incrementally: a new frame gets ``n_iter`` activation
+    It is minimised incrementally: a new frame gets ``n_frame_iter`` activation
     updates with the dictionaries fixed (warm-started from the previous
-    frame) and joins the window; then ``n_dict_iter`` multiplicative updates
+    frame) and joins the window; then ``n_window_iter`` multiplicative updates
     of *every* window frame's activations and of the noise atoms on the
     whole window: the offline loop itself (the same kernels and the
     normalisation-aware atom update of the penalised offline solve, so a
@@ -187,8 +199,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     thus refined while it stays in the window, and the noise atoms are
     fitted jointly with the speech, as offline. Frame ``t`` is masked,
     ``S^p / (S^p + N^p)``, when frame ``t + lookahead`` arrives. Every
-    ``replace_every`` frames the ``n_replace`` noise atoms least used in the
-    window are re-seeded from the quietest of the last ``replace_recent``
+    ``replace_every`` frames the 3 noise atoms least used in the
+    window are re-seeded from the quietest of the last 16
     frames (the offline model seeds its noise atoms from the quietest
     frames); at the start noise atom :math:`j` is seeded from frame
     :math:`j` of the stream (times random positive weights of mean 1 drawn
@@ -253,21 +265,13 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         ``buffer_size``. Each frame of waiting is one more window update of
         the frame: beyond a few it *lowers* the quality, as more iterations
         do offline (see Known limits).
-    n_iter : int, default=8
+    n_frame_iter : int, default=8
         Activation updates of a new frame before it joins the window.
-    n_dict_iter : int, default=1
-        Updates of the window (all its activations and the noise atoms) per
-        window step; 0 keeps the seeded atoms.
-    update_every : int, default=1
-        A window step after every this many frames.
+    n_window_iter : int, default=1
+        Iterations of the offline loop on the window (all its activations
+        and the noise atoms) per frame; 0 keeps the seeded atoms.
     replace_every : int, default=8
         Re-seed the least used noise atoms every this many frames (0: never).
-    n_replace : int, default=3
-        Noise atoms re-seeded each time.
-    replace_recent : int, default=16
-        The re-seeded atoms copy the quietest of this many most recent frames.
-    warm_start : float in [0, 1], default=0.95
-        Weight of the previous frame's activations in the next frame's start.
     spectrum_power : float, default=1.0
         Frames are ``|STFT| ** spectrum_power``.
     mask_power : float, default=2.0
@@ -339,13 +343,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "buffer_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lookahead": [Interval(numbers.Integral, 0, None, closed="left")],
-        "n_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_dict_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-        "update_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_frame_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_window_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "replace_every": [Interval(numbers.Integral, 0, None, closed="left")],
-        "n_replace": [Interval(numbers.Integral, 1, None, closed="left")],
-        "replace_recent": [Interval(numbers.Integral, 1, None, closed="left")],
-        "warm_start": [Interval(numbers.Real, 0, 1, closed="both")],
         "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -354,10 +354,13 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     }
     _fitted_arrays = ("components_", "initial_noise_components_")
     _fitted_scalars = ("n_iter_", "n_features_in_")
+    # issue 18: n_iter (per frame) and n_iter_ (the speech fit) meant different things; the heuristics are constants
+    _renamed_params = {"n_iter": "n_frame_iter", "n_dict_iter": "n_window_iter"}
+    _removed_params = {"warm_start": _WARM_START, "update_every": _UPDATE_EVERY, "n_replace": _N_REPLACE,
+                       "replace_recent": _REPLACE_RECENT}
 
     def __init__(self, n_components=64, *, n_noise_components=8, speech_model=None, sparsity=1.0, buffer_size=96,
-                 lookahead=0, n_iter=8, n_dict_iter=1, update_every=1, replace_every=8, n_replace=3,
-                 replace_recent=16, warm_start=0.95, spectrum_power=1.0, mask_power=2.0, max_iter=200, tol=1e-4,
+                 lookahead=0, n_frame_iter=8, n_window_iter=1, replace_every=8, spectrum_power=1.0, mask_power=2.0, max_iter=200, tol=1e-4,
                  sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
         self.n_components = n_components
         self.n_noise_components = n_noise_components
@@ -365,13 +368,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         self.sparsity = sparsity
         self.buffer_size = buffer_size
         self.lookahead = lookahead
-        self.n_iter = n_iter
-        self.n_dict_iter = n_dict_iter
-        self.update_every = update_every
+        self.n_frame_iter = n_frame_iter
+        self.n_window_iter = n_window_iter
         self.replace_every = replace_every
-        self.n_replace = n_replace
-        self.replace_recent = replace_recent
-        self.warm_start = warm_start
         self.spectrum_power = spectrum_power
         self.mask_power = mask_power
         self.max_iter = max_iter
@@ -566,9 +565,9 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
             V = np.ascontiguousarray(V)
             n_out = online_frames(
                 V, st.W, st.h, st.U, st.buf_X, st.buf_A, st.buf_E, st.scale, st.info, st.n_speech,
-                int(self.n_iter), int(self.n_dict_iter), float(self.sparsity), float(self.mask_power),
-                float(self.warm_start), int(self.update_every), int(self.replace_every), int(self.n_replace),
-                int(self.replace_recent), int(self.lookahead), float(np.finfo(np.float64).eps), mask,
+                int(self.n_frame_iter), int(self.n_window_iter), float(self.sparsity), float(self.mask_power),
+                _WARM_START, _UPDATE_EVERY, int(self.replace_every), _N_REPLACE, _REPLACE_RECENT, int(self.lookahead),
+                float(np.finfo(np.float64).eps), mask,
             )
         if final:  # the frames still held back by the lookahead
             n_out += pending_masks(st.W, st.buf_A, st.info, st.n_speech, int(self.lookahead),
