@@ -134,30 +134,29 @@ def test_staged_noise_updates_per_chunk():
     rng = np.random.default_rng(9)
     X = _frames(n=150, seed=10)
     model = ExemplarNMF(n_exemplars=40, n_noise_components=2, test_max_iter=10, chunk_size=40, random_state=0).fit(X)
-    assert (model.quiet_noise_iter, model.fixed_noise_iter) == (0, 0)  # off by default
+    assert model.noise_init == "quiet"  # off by default
     test = _frames(n=100, seed=11) + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=100), rng.uniform(size=24))
     plain = model.transform(test)
-    staged = model.set_params(quiet_noise_iter=20, fixed_noise_iter=5).transform(test)
+    staged = model.set_params(noise_init="staged").transform(test)
     assert staged.shape == test.shape and np.all(np.isfinite(staged))
     assert not np.allclose(staged, plain)
-    with pytest.raises(ValueError, match="quiet_noise_iter"):
-        ExemplarNMF(quiet_noise_iter=-2).fit(X)
+    with pytest.raises(ValueError, match="noise_init"):
+        ExemplarNMF(noise_init="none").fit(X)
 
 
 def test_mask_averaging_and_smoothing_per_chunk():
-    """unstaged_iter / mask_smoothing act on the whole input's mask, after the chunked solves."""
+    """noise_init="staged-averaged" / mask_smoothing act on the whole input's mask, after the chunked solves."""
     rng = np.random.default_rng(12)
     X = _frames(n=150, seed=13)
-    model = ExemplarNMF(n_exemplars=40, n_noise_components=2, test_max_iter=10, chunk_size=40, quiet_noise_iter=10,
-                        fixed_noise_iter=5, random_state=0).fit(X)
-    assert (model.unstaged_iter, model.mask_smoothing) == (0, 1)  # off by default
+    model = ExemplarNMF(n_exemplars=40, n_noise_components=2, test_max_iter=10, chunk_size=40, noise_init="staged",
+                        random_state=0).fit(X)
+    assert (ExemplarNMF().noise_init, model.mask_smoothing) == ("quiet", 1)  # off by default
     test = _frames(n=90, seed=14) + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=90), rng.uniform(0.1, 1, size=24))
     staged = model.transform(test) / test
-    plain = model.set_params(quiet_noise_iter=0, fixed_noise_iter=0, test_max_iter=12).transform(test) / test
-    averaged = model.set_params(quiet_noise_iter=10, fixed_noise_iter=5, test_max_iter=10,
-                                unstaged_iter=12).transform(test) / test
+    plain = model.set_params(noise_init="quiet", test_max_iter=100).transform(test) / test
+    averaged = model.set_params(noise_init="staged-averaged", test_max_iter=10).transform(test) / test
     assert not np.allclose(staged, plain)
     np.testing.assert_allclose(averaged, 0.5 * (staged + plain), rtol=1e-4, atol=1e-6)
-    smoothed = model.set_params(unstaged_iter=0, mask_smoothing=3).transform(test) / test
+    smoothed = model.set_params(noise_init="staged", mask_smoothing=3).transform(test) / test
     padded = np.vstack([staged[:1], staged, staged[-1:]])  # edges repeated
     np.testing.assert_allclose(smoothed, (padded[:-2] + padded[1:-1] + padded[2:]) / 3, rtol=1e-4, atol=1e-6)

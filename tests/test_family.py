@@ -20,7 +20,7 @@ SR = 16000
 FAST = {
     "SemiSupervisedNMF": dict(n_components=4, n_noise_components=2, max_iter=5, test_max_iter=5),
     "MLD": dict(n_dictionaries=2, n_components_per_dictionary=2, n_noise_components=2, max_iter=5, test_max_iter=5,
-                quiet_noise_iter=3, fixed_noise_iter=3),
+                noise_init="staged"),
     "ExemplarNMF": dict(n_exemplars=20, n_noise_components=2, test_max_iter=5),
 }
 CLASSES = {"SemiSupervisedNMF": SemiSupervisedNMF, "MLD": MLD, "ExemplarNMF": ExemplarNMF}
@@ -160,7 +160,7 @@ def noisy(example, speech):
 def _fitted(name, speech):
     kw = dict(FAST[name], mask_smoothing=3) if name != "SemiSupervisedNMF" else FAST[name]
     if name == "ExemplarNMF":
-        kw.update(unstaged_iter=3, quiet_noise_iter=3)
+        kw.update(noise_init="staged-averaged")
     return _ignoring_warnings(CLASSES[name](random_state=0, **kw).fit, speech[: 11 * SR])
 
 
@@ -210,7 +210,7 @@ def test_usm_few_shot_mode_is_the_block_plus_the_preset(universal, speech, noisy
     b.set_params(**USM.few_shot_params("me"))
     assert a.block_sizes_[-1] == 64 == USM.FEW_SHOT_COMPONENTS
     assert a.get_params() == b.get_params()
-    assert a.get_params()["speaker_sparsity"] == {"me": 0.0} and a.unstaged_iter > 0 and a.quiet_noise_iter > 0
+    assert a.get_params()["speaker_sparsity"] == {"me": 0.0} and a.noise_init == "staged-averaged"
     np.testing.assert_array_equal(a.denoise(noisy), b.denoise(noisy))
     # an existing per-speaker weight is kept; the block mode leaves the parameters alone
     c = copy.deepcopy(universal).set_params(speaker_sparsity={"other": 2.0})
@@ -298,6 +298,37 @@ def test_online_files_saved_with_the_former_parameters_still_load(speech, noisy,
     np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
     with pytest.raises(pse_nmf.ModelFileError, match="saved with n_replace=1.*removed from OnlineNMF"):
         pse_nmf.load(_as_old_file(model, tmp_path, "online1", lambda p: old(p, n_replace=1)))
+
+
+@pytest.mark.parametrize("name, old, expected", [
+    ("MLD", {"quiet_noise_iter": 100, "fixed_noise_iter": 50, "block_penalty": "log"}, "staged"),
+    ("MLD", {"quiet_noise_iter": 0, "fixed_noise_iter": 0}, "quiet"),
+    ("MLD", {}, "staged"),  # a file without the keys: the old defaults (100, 50)
+    ("ExemplarNMF", {"quiet_noise_iter": 100, "fixed_noise_iter": 50, "unstaged_iter": 100}, "staged-averaged"),
+    ("ExemplarNMF", {"quiet_noise_iter": 100, "fixed_noise_iter": 50, "unstaged_iter": 0}, "staged"),
+    ("ExemplarNMF", {"quiet_noise_iter": 0, "fixed_noise_iter": 0, "unstaged_iter": 7}, "quiet"),  # 7 had no effect
+])
+def test_files_saved_with_the_staged_noise_knobs_load_as_noise_init(name, old, expected, speech, noisy, tmp_path):
+    model = _fitted(name, speech).set_params(noise_init=expected)
+
+    def edit(p):
+        del p["noise_init"]
+        p.update(old)
+
+    loaded = pse_nmf.load(_as_old_file(model, tmp_path, name, edit))
+    assert loaded.noise_init == expected and loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.denoise(noisy), model.denoise(noisy))
+
+
+@pytest.mark.parametrize("name, old, match", [
+    ("MLD", {"quiet_noise_iter": 20, "fixed_noise_iter": 50}, "quiet_noise_iter=20, fixed_noise_iter=50"),
+    ("MLD", {"block_penalty": "l2"}, "saved with block_penalty='l2'.*removed from MLD"),
+    ("ExemplarNMF", {"quiet_noise_iter": 100, "fixed_noise_iter": 50, "unstaged_iter": 12}, "unstaged_iter=12"),
+])
+def test_files_saved_with_settings_no_longer_offered_are_refused(name, old, match, speech, tmp_path):
+    model = _fitted(name, speech)
+    with pytest.raises(pse_nmf.ModelFileError, match=match + ".*refit the model"):
+        pse_nmf.load(_as_old_file(model, tmp_path, name, lambda p: (p.pop("noise_init"), p.update(old))))
 
 
 # --------------------------------------------------------------------------- scikit-learn checks on OnlineNMF too

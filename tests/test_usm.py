@@ -257,7 +257,7 @@ def test_personal_block_size_round_trips(tmp_path):
 
 
 def test_noise_schedule():
-    """quiet_noise_iter / fixed_noise_iter: staged test-time updates of the noise atoms."""
+    """noise_init="staged": staged test-time updates of the noise atoms."""
     X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=7)
     model = USM(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=20,
                 random_state=0).fit(X, y)
@@ -266,14 +266,15 @@ def test_noise_schedule():
     noise = np.outer(rng.uniform(0.5, 1.5, size=80), rng.uniform(size=30))
     test = speech + 0.3 * noise
     plain = model.transform(test)
-    staged = clone(model).set_params(quiet_noise_iter=30, fixed_noise_iter=10).fit(X, y).transform(test)
+    staged = clone(model).set_params(noise_init="staged").fit(X, y).transform(test)
     assert staged.shape == plain.shape and np.all(np.isfinite(staged))
     assert not np.allclose(staged, plain)
-    # zero iterations in both stages is the plain path, exactly
-    zero = clone(model).set_params(quiet_noise_iter=0, fixed_noise_iter=0).fit(X, y).transform(test)
+    # "quiet" is the default, plain path
+    assert USM().noise_init == "quiet"
+    zero = clone(model).set_params(noise_init="quiet").fit(X, y).transform(test)
     np.testing.assert_array_equal(zero, plain)
     # the noise atoms fitted on the pauses model the noise better than where they start (the pauses themselves)
-    A, D, k = clone(model).set_params(quiet_noise_iter=50, fixed_noise_iter=10).fit(X, y)._activations(test)
+    A, D, k = clone(model).set_params(noise_init="staged").fit(X, y)._activations(test)
     A0, D0, _ = model._activations(test)
     def noise_error(A, D):
         return np.linalg.norm(A[:, k:] @ D[k:] - 0.3 * noise)
@@ -282,10 +283,10 @@ def test_noise_schedule():
     # silent pauses (the quietest quarter all zeros) skip the quiet stage instead of failing
     gated = test.copy()
     gated[::2] = 0.0
-    out = clone(model).set_params(quiet_noise_iter=10).fit(X, y).transform(gated)
+    out = clone(model).set_params(noise_init="staged").fit(X, y).transform(gated)
     assert np.all(np.isfinite(out))
-    with pytest.raises(ValueError, match="quiet_noise_iter"):
-        clone(model).set_params(quiet_noise_iter=-1).fit(X, y)
+    with pytest.raises(ValueError, match="noise_init"):
+        clone(model).set_params(noise_init="loud").fit(X, y)
 
 
 def test_speaker_sparsity_frees_a_block():
@@ -471,32 +472,29 @@ def test_mask_averaging_and_smoothing_match_oracle():
     speech = rng.gamma(1.0, 1.0, size=(60, 3)) @ atoms[1]
     speech[::3] = 0.0
     test = speech + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=60), rng.uniform(0.1, 1.0, size=30))
-    assert USM().mask_smoothing == 3 and USM().unstaged_iter == 0
+    assert USM().mask_smoothing == 3 and USM().noise_init == "quiet"
     # smoothing: the moving average of the raw mask over 3 (5) frames
     for width in (3, 5):
         smoothed = _mask_of(clone(raw).set_params(mask_smoothing=width).fit(X, y), test)
         np.testing.assert_allclose(smoothed, _smooth_oracle(_mask_of(raw, test), width), rtol=1e-4, atol=1e-6)
-    # averaging: the mean of the staged solve's mask and that of a plain solve of unstaged_iter iterations
-    stages = dict(quiet_noise_iter=20, fixed_noise_iter=5)
-    staged = _mask_of(clone(raw).set_params(**stages).fit(X, y), test)
-    plain = _mask_of(clone(raw).set_params(test_max_iter=25).fit(X, y), test)
-    averaged = _mask_of(clone(raw).set_params(unstaged_iter=25, **stages).fit(X, y), test)
+    # averaging: the mean of the staged solve's mask and that of a plain solve of 100 iterations
+    staged = _mask_of(clone(raw).set_params(noise_init="staged").fit(X, y), test)
+    plain = _mask_of(clone(raw).set_params(test_max_iter=100).fit(X, y), test)
+    averaged = _mask_of(clone(raw).set_params(noise_init="staged-averaged").fit(X, y), test)
     assert not np.allclose(staged, plain)
     np.testing.assert_allclose(averaged, 0.5 * (staged + plain), rtol=1e-4, atol=1e-6)
-    # without stages there is nothing to average: unstaged_iter changes nothing
-    np.testing.assert_array_equal(clone(raw).set_params(unstaged_iter=25).fit(X, y).transform(test), raw.transform(test))
     # the waveform path still splits the input into two parts that add up to it
     example = load_example()
     x = example.speech["so762_9604"][0][:8000] + 0.05 * example.noise["dishes"][0][:8000]
-    wave_model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=5, test_max_iter=5, unstaged_iter=5,
-                     quiet_noise_iter=5, fixed_noise_iter=2, random_state=0)
+    wave_model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=5, test_max_iter=5,
+                     noise_init="staged-averaged", random_state=0)
     wave_model.fit({s: u[:1] for s, u in list(example.speech.items())[:2]})
     s_est, n_est = wave_model.separate(x)
     np.testing.assert_allclose(s_est + n_est, x, atol=1e-4)
     with pytest.raises(ValueError, match="mask_smoothing"):
         clone(raw).set_params(mask_smoothing=0).fit(X, y)
-    with pytest.raises(ValueError, match="unstaged_iter"):
-        clone(raw).set_params(unstaged_iter=-1).fit(X, y)
+    with pytest.raises(ValueError, match="noise_init"):
+        clone(raw).set_params(noise_init="averaged").fit(X, y)
 
 
 # -- per-frame block penalty and averaged solves --------------------------------------------------
@@ -555,3 +553,33 @@ def test_n_solves_averages_the_masks_of_several_random_starts():
         np.testing.assert_allclose(averaged, np.mean(masks[:n], axis=0), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="n_solves"):
         clone(single).set_params(n_solves=0).fit(X, y)
+
+
+def test_files_saved_with_the_former_parameters_still_load(tmp_path):
+    """issue 18: quiet_noise_iter / fixed_noise_iter / unstaged_iter became noise_init, block_penalty is always "log"."""
+    import json
+
+    import pse_nmf
+
+    X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=3)
+    model = USM(n_components_per_speaker=3, n_noise_components=2, max_iter=10, test_max_iter=5,
+                noise_init="staged-averaged", random_state=0).fit(X, y)
+    path = model.save(tmp_path / "usm.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+
+    def old_file(name, **old):
+        m = json.loads(json.dumps(meta))
+        del m["params"]["noise_init"]
+        m["params"].update(old)
+        np.savez(tmp_path / name, __meta__=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **arrays)
+        return tmp_path / name
+
+    loaded = pse_nmf.load(old_file("old.npz", quiet_noise_iter=100, fixed_noise_iter=50, unstaged_iter=100,
+                                   block_penalty="log"))
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.transform(X[:30]), model.transform(X[:30]))
+    assert pse_nmf.load(old_file("plain.npz")).noise_init == "quiet"  # the old defaults: no stages
+    with pytest.raises(pse_nmf.ModelFileError, match="block_penalty='l2'.*refit"):
+        pse_nmf.load(old_file("l2.npz", block_penalty="l2"))

@@ -28,6 +28,46 @@ from ._nmf import _beta_value, _factorize, _init_atoms
 _BETA = [Interval(numbers.Real, None, None, closed="neither"),
          StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})]
 
+# The test-time noise recipes (``noise_init``; this library's heuristics, measured in docs/experiments/usm.md and
+# mld.md, where they appear as the former parameters quiet_noise_iter / fixed_noise_iter / unstaged_iter):
+#   "quiet"            the noise atoms start from the quietest frames and are free throughout (test_max_iter);
+#   "staged"           _QUIET_NOISE_ITER iterations fitting them on the quietest quarter of the frames, then
+#                      _FIXED_NOISE_ITER with every atom held (activations only), then test_max_iter free;
+#   "staged-averaged"  the staged solve's mask averaged with that of a plain solve of _PLAIN_ITER iterations from
+#                      the same start (the staged solve wins at high SNR, the plain one at low SNR and on transient
+#                      noises that never reach the quiet frames).
+_QUIET_NOISE_ITER = 100
+_FIXED_NOISE_ITER = 50
+_PLAIN_ITER = 100
+
+
+def _legacy_noise_init(params, default, averaging=True):
+    """``quiet_noise_iter`` / ``fixed_noise_iter`` / ``unstaged_iter`` of an older model file -> ``noise_init``.
+
+    ``default``: the old defaults (quiet, fixed, unstaged) of the estimator, for the keys a file lacks.
+    ``averaging=False``: the estimator never offered ``unstaged_iter`` at the time (MLD), so it is left to
+    ``_removed_params`` and ``"staged-averaged"`` is not offered.
+    """
+    keys = ("quiet_noise_iter", "fixed_noise_iter", "unstaged_iter") if averaging else ("quiet_noise_iter",
+                                                                                          "fixed_noise_iter")
+    if not any(k in params for k in keys):
+        return params
+    params = dict(params)
+    quiet, fixed, *rest = (int(params.pop(k, d)) for k, d in zip(keys, default))
+    plain = rest[0] if rest else 0
+    if quiet == 0 and fixed == 0:
+        init = "quiet"  # without the stages there was nothing to average: unstaged_iter had no effect
+    elif (quiet, fixed) == (_QUIET_NOISE_ITER, _FIXED_NOISE_ITER) and plain in (0, _PLAIN_ITER):
+        init = "staged" if plain == 0 else "staged-averaged"
+    else:
+        raise ValueError(
+            f"quiet_noise_iter={quiet}, fixed_noise_iter={fixed}, unstaged_iter={plain} (noise_init offers "
+            f"{_QUIET_NOISE_ITER} / {_FIXED_NOISE_ITER} staged iterations, averaged with {_PLAIN_ITER} plain ones)"
+        )
+    params["noise_init"] = init
+    return params
+
+
 # constraints shared by the speaker-aware estimators (USM, MLD, ExemplarNMF)
 _COMMON_CONSTRAINTS = {
     "n_noise_components": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -38,8 +78,7 @@ _COMMON_CONSTRAINTS = {
     "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
     "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-    "quiet_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-    "fixed_noise_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+    "noise_init": [StrOptions({"quiet", "staged", "staged-averaged"})],
     "mask_smoothing": [Interval(numbers.Integral, 1, None, closed="left")],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
     "min_seconds": [Interval(numbers.Real, 0, None, closed="left")],
@@ -234,7 +273,7 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
     Subclasses fit ``components_`` and may return a penalty object from
     ``_speech_penalty(n_components_total, groups, l1)``; ``None`` means the
     plain L1 ``sparsity`` of :class:`~pse_nmf.SemiSupervisedNMF` (exactly its
-    code path). The mask may average several solves (``unstaged_iter``,
+    code path). The mask may average several solves (``noise_init="staged-averaged"``,
     USM's ``n_solves``) and be smoothed over frames (``mask_smoothing``).
     """
 
@@ -246,7 +285,7 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
         """Initial noise atoms (the quietest frames, as :class:`~pse_nmf.SemiSupervisedNMF` starts them)."""
         return self._quiet_frame_atoms(V, self.n_noise_components, rng)
 
-    def _activations(self, V, D_known=None, groups=None, noise_init=None, rng=None, *, staged=True, max_iter=None):
+    def _activations(self, V, D_known=None, groups=None, noise_atoms=None, rng=None, *, staged=True, max_iter=None):
         """Factorize ``V`` on [known atoms; learned noise atoms] (:meth:`_test_factorization`).
 
         ``staged=False`` skips the staged noise updates (noise atoms free from
@@ -263,14 +302,15 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
         D_known = np.asarray(D_known).astype(V.dtype, copy=False)
         if rng is None:
             rng = check_random_state(self.random_state)
-        noise = self._init_noise_atoms(V, rng) if noise_init is None else noise_init
+        noise = self._init_noise_atoms(V, rng) if noise_atoms is None else noise_atoms
+        staged = staged and self.noise_init != "quiet"
         n_total = D_known.shape[0] + noise.shape[0]
         l1 = np.where(np.arange(n_total) >= D_known.shape[0], self.noise_sparsity, self.sparsity).astype(V.dtype)
         penalty = self._speech_penalty(n_total, groups, l1)  # depends on the shapes only, not on A or D
         A, D = self._test_factorization(
             V, D_known, noise, sparsity=self.sparsity, learned_sparsity=self.noise_sparsity,
             max_iter=self.test_max_iter if max_iter is None else max_iter, rng=rng, penalty=penalty,
-            quiet_iter=self.quiet_noise_iter if staged else 0, fixed_iter=self.fixed_noise_iter if staged else 0,
+            quiet_iter=_QUIET_NOISE_ITER if staged else 0, fixed_iter=_FIXED_NOISE_ITER if staged else 0,
         )
         return A, D, D_known.shape[0]
 
@@ -287,11 +327,10 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
         """Speech mask (n_frames, n_bins) of non-negative frames ``V``.
 
         The ratio mask (exponent ``mask_power``) of one solve's models, or the
-        mean of several solves' masks (``unstaged_iter``, USM's ``n_solves``),
+        mean of several solves' masks (``noise_init="staged-averaged"``, USM's ``n_solves``),
         smoothed over ``mask_smoothing`` frames.
         """
-        unstaged_iter = getattr(self, "unstaged_iter", 0)  # MLD has none
-        average = unstaged_iter > 0 and (self.quiet_noise_iter > 0 or self.fixed_noise_iter > 0)
+        average = self.noise_init == "staged-averaged"
         n_solves = self._n_solves()
         p = self.mask_power
         if not average and n_solves == 1 and self.mask_smoothing == 1:
@@ -310,7 +349,7 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
                 # the staged solve wins at high SNR, the plain one (same start) at low SNR and on transient noises
                 # that never reach the quiet frames; their mean beats both on average (library heuristic, see
                 # docs/design.md)
-                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=unstaged_iter, **start(i)),
+                Mi = 0.5 * (Mi + ratio_mask(*self._models(V, staged=False, max_iter=_PLAIN_ITER, **start(i)),
                                             power=p))
             M = Mi if M is None else M + Mi
         M = M / n_solves

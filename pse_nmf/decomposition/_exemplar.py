@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._persistence import register_estimator
-from ._base import _COMMON_CONSTRAINTS, _is_audio, _SpeechDictionaryEnhancer
+from ._base import _COMMON_CONSTRAINTS, _is_audio, _legacy_noise_init, _SpeechDictionaryEnhancer
 
 __all__ = ["ExemplarNMF"]
 
@@ -150,19 +150,14 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     test_max_iter : int, default=100
         Iterations at test time (with the staged noise updates below, the
         last stage's).
-    quiet_noise_iter : int, default=0
-        Staged noise updates (as :class:`~pse_nmf.USM`'s), off by default
-        here (``docs/experiments/exemplar.md``): first fit the noise atoms for this many
-        iterations on the quietest quarter of each chunk's frames; 0 skips
-        this stage.
-    fixed_noise_iter : int, default=0
-        Then this many iterations on all frames with every atom held
-        (activations only), before ``test_max_iter`` iterations with the
-        noise atoms free; 0 skips this stage.
-    unstaged_iter : int, default=0
-        Mask averaging with a solve without the staged noise updates (as
-        :class:`~pse_nmf.USM`'s; this library's heuristic); only used when
-        the stages are on.
+    noise_init : {"quiet", "staged", "staged-averaged"}, default="quiet"
+        Test-time recipe of the noise atoms (as :class:`~pse_nmf.USM`'s, per
+        chunk): ``"quiet"`` starts them from the quietest frames, free
+        throughout; ``"staged"`` first fits them for 100 iterations on the
+        quietest quarter of each chunk's frames, then 50 with every atom
+        held, then ``test_max_iter`` free; ``"staged-averaged"`` also
+        averages the mask with that of a plain 100-iteration solve. The
+        stages are off by default here (``docs/experiments/exemplar.md``).
     mask_smoothing : int, default=1
         Width in frames of a moving average over time of the speech mask
         (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none,
@@ -210,7 +205,6 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
 
     _parameter_constraints = {
         **{k: v for k, v in _COMMON_CONSTRAINTS.items() if k != "max_iter"},
-        "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_exemplars": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"random", "kmedoids", "mpq"})],
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -220,11 +214,15 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     }
     _fitted_scalars = ("n_exemplars_", "n_features_in_")
 
+    @classmethod
+    def _legacy_params(cls, params):
+        # issue 18: quiet_noise_iter / fixed_noise_iter / unstaged_iter became noise_init
+        return _legacy_noise_init(params, default=(0, 0, 0))
+
     def __init__(self, n_exemplars=2000, *, selection="random", n_neighbors=10, silence_db=-50.0,
                  n_noise_components=8, sparsity=1.0, noise_sparsity=1.0, chunk_size=512, n_candidates=512, beta=1.0,
-                 spectrum_power=1.0, mask_power=2.0, test_max_iter=100, quiet_noise_iter=0,
-                 fixed_noise_iter=0, unstaged_iter=0, mask_smoothing=1, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024,
-                 hop_length=256,
+                 spectrum_power=1.0, mask_power=2.0, test_max_iter=100, noise_init="quiet", mask_smoothing=1,
+                 tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
                  random_state=None, n_threads=None, verbose=0):
         self.n_exemplars = n_exemplars
         self.selection = selection
@@ -239,9 +237,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         self.spectrum_power = spectrum_power
         self.mask_power = mask_power
         self.test_max_iter = test_max_iter
-        self.quiet_noise_iter = quiet_noise_iter
-        self.fixed_noise_iter = fixed_noise_iter
-        self.unstaged_iter = unstaged_iter
+        self.noise_init = noise_init
         self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._persistence import ModelFileError, register_estimator
 from ._base import (
     _COMMON_CONSTRAINTS,
     _is_audio,
+    _legacy_noise_init,
     _SpeechDictionaryEnhancer,
 )
 from ._nmf import _warn_not_converged
@@ -58,18 +59,17 @@ class USM(_SpeechDictionaryEnhancer):
         + \lambda\, T \sum_{g=1}^{G} \log\!\left(\epsilon + \tfrac{1}{T}\|A_g\|_1\right)
         + \mu \sum A
 
-    (``block_penalty="log"``; :math:`T` frames, :math:`A_g` the activations of
+    (:math:`T` frames, :math:`A_g` the activations of
     block ``g`` over the whole input). The log penalty is minimised with the
     majorize-minimize multiplicative update of Sun & Mysore: at each
     iteration every entry of block ``g`` gets :math:`\lambda / (\epsilon +
     \|A_g\|_1 / T)` added to the denominator of its update. Scaling
     :math:`\lambda` and :math:`\epsilon` by :math:`T` (the paper's form is
     :math:`\lambda' \sum_g \log(\epsilon' + \|H_g\|_1)`) makes one setting
-    serve clips of any length. ``block_penalty="l2"`` is the group lasso
-    :math:`\lambda \sqrt{T} \sum_g \|A_g\|_F`, ``"l1"`` plain L1 on the speech
-    activations (no block selection). ``frame_block_sparsity`` adds the
-    same kind of penalty per frame, :math:`\lambda_f \sum_t \sum_g
-    \log(\epsilon + \|A_{tg}\|_1)` for ``"log"`` (this library's addition:
+    serve clips of any length (the group lasso and a plain L1 in its place
+    scored lower; ``docs/experiments/usm.md``). ``frame_block_sparsity`` adds
+    the same penalty per frame, :math:`\lambda_f \sum_t \sum_g
+    \log(\epsilon + \|A_{tg}\|_1)` (this library's addition:
     few speakers over the input, few blocks in each frame). :math:`\mu` is
     ``sparsity``, a plain L1
     term on the speech activations (also used when fitting the blocks; the
@@ -80,7 +80,8 @@ class USM(_SpeechDictionaryEnhancer):
     The speech estimate is the mixture STFT times
     :math:`M = S^p / (S^p + N^p)`, :math:`S = A_s D_s`, :math:`N = A_n D_n`,
     averaged over the ``n_solves`` solves from different random starts
-    (and, with ``unstaged_iter``, with the mask of a second solve per start)
+    (and, with ``noise_init="staged-averaged"``, with the mask of a second
+    solve per start)
     and over ``mask_smoothing`` neighbouring frames.
 
     Training data: ``fit(speakers)`` with
@@ -101,7 +102,6 @@ class USM(_SpeechDictionaryEnhancer):
         Atoms per speaker block.
     n_noise_components : int, default=8
         Noise atoms learned on each input at test time.
-    block_penalty : {"log", "l1", "l2"}, default="log"
     block_sparsity : float, default=3.0
         :math:`\lambda`, weight of the block penalty (per frame).
     block_eps : float, default=1.0
@@ -142,33 +142,25 @@ class USM(_SpeechDictionaryEnhancer):
     test_max_iter : int, default=35
         Iterations at test time (a budget: stopping early regularises);
         with the staged noise updates below, the last stage's.
-    quiet_noise_iter : int, default=0
-        Staged noise updates, stage 1: before anything else, fit the noise
-        atoms for this many iterations on the quietest quarter of the input
-        frames (the frames their start is drawn from; speech pauses hold
-        mostly noise), speech atoms fixed and penalised as usual. 0: skip.
-    fixed_noise_iter : int, default=0
-        Stage 2: this many iterations on all frames with every atom held
-        (activations only), so that the speech cannot leak into the noise
-        atoms before the speech activations have settled; stage 3 then runs
-        ``test_max_iter`` iterations with the noise atoms free, from these
-        activations. 0: skip. The stages are this library's heuristic, not
-        part of Sun & Mysore's method; the few-shot setting uses them, the
-        zero-shot default does not.
-    unstaged_iter : int, default=0
-        Mask averaging (this library's heuristic): when the staged noise
-        updates are on, also solve with the noise atoms free from the start
-        for this many iterations (no stages; the same start), and use the
-        mean of the two solves' speech masks. The staged solve wins at high
-        SNR, the plain one at low SNR and on transient noises that never
-        reach the quiet frames. 0, or the stages off: one solve. Costs a
-        second solve.
+    noise_init : {"quiet", "staged", "staged-averaged"}, default="quiet"
+        Test-time recipe of the noise atoms (this library's heuristics, not
+        part of Sun & Mysore's method). ``"quiet"``: they start from the
+        quietest frames and are free throughout. ``"staged"``: first fitted
+        for 100 iterations on the quietest quarter of the frames (speech
+        pauses hold mostly noise), then 50 iterations with every atom held
+        (activations only, so the speech cannot leak into the noise atoms
+        before the speech activations settle), then ``test_max_iter`` free.
+        ``"staged-averaged"``: the staged solve's mask averaged with that of
+        a plain 100-iteration solve from the same start (the staged solve
+        wins at high SNR, the plain one at low SNR and on transient noises
+        that never reach the quiet frames); costs a second solve. The
+        few-shot setting uses it, the zero-shot default does not.
     n_solves : int, default=2
         Solves whose speech masks are averaged, each from its own random
         start of the noise atoms and activations: the first from
         ``random_state`` (as a single solve), the others from seeds drawn
-        from it. Each costs one more solve (with ``unstaged_iter``, one more
-        pair). This library's heuristic: the block-sparse solve is rough in
+        from it. Each costs one more solve (with ``"staged-averaged"``, one
+        more pair). This library's heuristic: the block-sparse solve is rough in
         its start (the block penalty may switch most speech off on one
         start and not on another), and the mean of two masks is steadier.
         1: one solve.
@@ -240,9 +232,7 @@ class USM(_SpeechDictionaryEnhancer):
 
     _parameter_constraints = {
         **_COMMON_CONSTRAINTS,
-        "unstaged_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_components_per_speaker": [Interval(numbers.Integral, 1, None, closed="left")],
-        "block_penalty": [StrOptions({"log", "l1", "l2"})],
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
         "active_speakers": [list, None],
@@ -252,17 +242,23 @@ class USM(_SpeechDictionaryEnhancer):
         "n_solves": [Interval(numbers.Integral, 1, None, closed="left")],
     }
     _fitted_scalars = ("speakers_", "block_sizes_", "n_iter_", "n_features_in_")
+    # issue 18: the staged-noise knobs became noise_init; the block penalty is always the log one (the group lasso
+    # and plain L1 scored lower, docs/experiments/usm.md)
+    _removed_params = {"block_penalty": "log"}
 
-    def __init__(self, n_components_per_speaker=16, *, n_noise_components=8, block_penalty="log", block_sparsity=3.0,
+    @classmethod
+    def _legacy_params(cls, params):
+        return _legacy_noise_init(params, default=(0, 0, 0))
+
+    def __init__(self, n_components_per_speaker=16, *, n_noise_components=8, block_sparsity=3.0,
                  block_eps=1.0, frame_block_sparsity=1.0, active_speakers=None, speaker_sparsity=None, beta=1.0,
                  sparsity=0.5, fit_sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200,
-                 test_max_iter=35, quiet_noise_iter=0, fixed_noise_iter=0, unstaged_iter=0, n_solves=2,
+                 test_max_iter=35, noise_init="quiet", n_solves=2,
                  mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
                  n_threads=None,
                  verbose=0):
         self.n_components_per_speaker = n_components_per_speaker
         self.n_noise_components = n_noise_components
-        self.block_penalty = block_penalty
         self.block_sparsity = block_sparsity
         self.block_eps = block_eps
         self.frame_block_sparsity = frame_block_sparsity
@@ -276,9 +272,7 @@ class USM(_SpeechDictionaryEnhancer):
         self.mask_power = mask_power
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
-        self.quiet_noise_iter = quiet_noise_iter
-        self.fixed_noise_iter = fixed_noise_iter
-        self.unstaged_iter = unstaged_iter
+        self.noise_init = noise_init
         self.n_solves = n_solves
         self.mask_smoothing = mask_smoothing
         self.tol = tol
@@ -411,7 +405,7 @@ class USM(_SpeechDictionaryEnhancer):
             Keyword arguments for :meth:`set_params`.
         """
         return {"speaker_sparsity": {str(speaker_id): 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
-                "quiet_noise_iter": 100, "fixed_noise_iter": 50, "test_max_iter": 30, "unstaged_iter": 100,
+                "noise_init": "staged-averaged", "test_max_iter": 30,
                 "frame_block_sparsity": 1.0, "n_solves": 2}
 
     def personalize(self, enrollment, speaker_id=None, *, n_components=None, mode="block", sr=None, downmix=False):
@@ -513,21 +507,21 @@ class USM(_SpeechDictionaryEnhancer):
         all_groups = np.full(n_components, -1)
         all_groups[: groups.size] = groups
         weights = self._block_penalty_weights(self._active_blocks())
-        utterance = BlockPenalty(all_groups, weights, kind=self.block_penalty, scope="utterance", eps=self.block_eps,
+        utterance = BlockPenalty(all_groups, weights, kind="log", scope="utterance", eps=self.block_eps,
                                  l1=l1)
         if not self.frame_block_sparsity:
             return utterance
         # every block, an unpenalised personal block too (sparing it scored lower on the tuning speakers)
-        frame = BlockPenalty(all_groups, self.frame_block_sparsity, kind=self.block_penalty, scope="frame",
+        frame = BlockPenalty(all_groups, self.frame_block_sparsity, kind="log", scope="frame",
                              eps=self.block_eps)
         return PenaltySum(utterance, frame)
 
     def _n_solves(self):
         return self.n_solves
 
-    def _activations(self, V, D_known=None, groups=None, noise_init=None, rng=None, *, staged=True, max_iter=None):
+    def _activations(self, V, D_known=None, groups=None, noise_atoms=None, rng=None, *, staged=True, max_iter=None):
         D_s, groups, _ = self._active_dictionary()
-        return super()._activations(V, D_s, groups, noise_init, rng, staged=staged, max_iter=max_iter)
+        return super()._activations(V, D_s, groups, noise_atoms, rng, staged=staged, max_iter=max_iter)
 
     def _block_activations(self, x, sr, downmix):
         """Per-frame L1 mass of each active block, (n_frames, n_active), and the active block indices."""
