@@ -361,7 +361,8 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
 
     def __init__(self, n_components=64, *, n_noise_components=8, speech_model=None, sparsity=1.0, buffer_size=96,
                  lookahead=0, n_frame_iter=8, n_window_iter=1, replace_every=8, spectrum_power=1.0, mask_power=2.0,
-                 max_iter=200, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
+                 max_iter=200, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
+                 verbose=0):
         self.n_components = n_components
         self.n_noise_components = n_noise_components
         self.speech_model = speech_model
