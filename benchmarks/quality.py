@@ -166,7 +166,7 @@ def _usm_zero_shot(task):
 #: universal blocks only filling in, and the staged noise updates (noise atoms fitted on the quietest frames, then
 #: held for 50 iterations, then 30 free ones), whose mask is averaged with that of a plain 100-iteration solve
 #: (``noise_init="staged-averaged"``) and smoothed over 3 frames (the default); the per-frame block penalty (1.0, every block) and
-#: two such staged / plain pairs from different random starts (``n_solves=2``), as the zero-shot defaults. Chosen on
+#: two such staged / plain pairs from different random starts (``_N_SOLVES``), as the zero-shot defaults. Chosen on
 #: 8 non-target tuning speakers; see USM's Notes.
 
 

@@ -64,10 +64,13 @@ def _two_shapes(seed=0, n_bins=30, n_frames=60):
     return X, low, high, rng
 
 
-def test_frames_pick_their_local_dictionary():
+def test_frames_pick_their_local_dictionary(monkeypatch):
+    import pse_nmf.decomposition._mld as mld_module
+
+    monkeypatch.setattr(mld_module, "_BLOCK_EPS", 0.1)  # a sharper selection on these tiny synthetic frames
     X, low, high, rng = _two_shapes()
     model = MLD(n_dictionaries=2, n_components_per_dictionary=2, n_noise_components=1, max_iter=100,
-                test_max_iter=200, block_sparsity=1.0, block_eps=0.1, random_state=0).fit(X)
+                test_max_iter=200, block_sparsity=1.0, random_state=0).fit(X)
     assert sorted(model.cluster_sizes_) == [60, 60]
     # alternate the two kinds of frame: a per-frame (not per-utterance) selection follows them
     test = np.vstack([rng.gamma(2.0, 1.0, size=(1, 2)) @ (low if t % 2 else high) for t in range(40)])

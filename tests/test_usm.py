@@ -4,7 +4,6 @@ The penalty objects and _solve are internals, reached on purpose: the block-spar
 objective is checked against a NumPy oracle under the library's one update loop.
 """
 
-import copy
 import json
 import zipfile
 
@@ -20,6 +19,7 @@ from pse_nmf import ModelFileError
 from pse_nmf import load as load_model
 from pse_nmf.audio import write_audio
 from pse_nmf.datasets import load_example
+from pse_nmf.decomposition import _usm as usm_module
 from pse_nmf.decomposition._nmf import _solve
 from pse_nmf.decomposition._penalties import BlockPenalty
 from pse_nmf.decomposition._usm import USM
@@ -175,10 +175,11 @@ def _synthetic_speakers(n_speakers=4, n_bins=40, n_frames=120, seed=0):
     return np.vstack(X), np.array(y), atoms, rng
 
 
-def test_right_block_selected_on_synthetic_speakers():
+def test_right_block_selected_on_synthetic_speakers(monkeypatch):
+    monkeypatch.setattr(usm_module, "_BLOCK_EPS", 0.1)  # a sharper selection on these tiny synthetic frames
     X, y, atoms, rng = _synthetic_speakers()
     model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=100, test_max_iter=200,
-                block_sparsity=1.0, block_eps=0.1, random_state=0).fit(X, y)
+                block_sparsity=1.0, random_state=0).fit(X, y)
     assert model.speakers_ == ["spk0", "spk1", "spk2", "spk3"]
     # test: speaker 2 with pauses, plus a flat, weak noise floor (the noise atoms start from the pauses)
     speech = rng.gamma(1.0, 1.0, size=(80, 3)) @ atoms[2]
@@ -289,10 +290,11 @@ def test_noise_schedule():
         clone(model).set_params(noise_init="loud").fit(X, y)
 
 
-def test_speaker_sparsity_frees_a_block():
+def test_speaker_sparsity_frees_a_block(monkeypatch):
+    monkeypatch.setattr(usm_module, "_BLOCK_EPS", 0.1)
     X, y, atoms, rng = _synthetic_speakers(seed=2)
     model = USM(n_components_per_speaker=3, n_noise_components=1, max_iter=30, test_max_iter=50, block_sparsity=1.0,
-                block_eps=0.1, random_state=0).fit(X, y)
+                random_state=0).fit(X, y)
     test = X[y == "spk1"][:60] + X[y == "spk3"][:60]  # two speakers at once: two blocks share the weight
     base = model.block_weights(test)
     # naming every speaker with the common weight changes nothing
@@ -509,11 +511,13 @@ def _frame_log_gradient_oracle(A, groups, weight, eps):
     return g
 
 
-def test_frame_block_penalty_adds_a_per_frame_log_term():
+def test_frame_block_penalty_adds_a_per_frame_log_term(monkeypatch):
+    assert (usm_module._FRAME_BLOCK_SPARSITY, usm_module._BLOCK_EPS) == (1.0, 1.0)
+    monkeypatch.setattr(usm_module, "_BLOCK_EPS", 0.5)  # values apart from 1, to see each where it belongs
+    monkeypatch.setattr(usm_module, "_FRAME_BLOCK_SPARSITY", 0.7)
     X, y, atoms, rng = _synthetic_speakers(n_speakers=3, n_bins=30, seed=5)
-    model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=20, block_sparsity=2.0, block_eps=0.5,
-                frame_block_sparsity=0.7, speaker_sparsity={"spk1": 0.0}, sparsity=0.3, random_state=0).fit(X, y)
-    assert USM().frame_block_sparsity == 1.0
+    model = USM(n_components_per_speaker=2, n_noise_components=2, max_iter=20, block_sparsity=2.0,
+                speaker_sparsity={"spk1": 0.0}, sparsity=0.3, random_state=0).fit(X, y)
     groups = np.array([0, 0, 1, 1, 2, 2, -1, -1])
     l1 = np.where(groups < 0, 1.0, 0.3)
     penalty = model._speech_penalty(8, groups[:6], l1)
@@ -525,22 +529,21 @@ def test_frame_block_penalty_adds_a_per_frame_log_term():
     frame_value = sum(0.7 * np.log(0.5 + A[t, groups == b].sum()) for t in range(7) for b in range(3))
     assert penalty.value(A) == pytest.approx(utterance.value(A) + frame_value, rel=1e-12)
     # 0 switches the frame term off: the utterance penalty alone
-    plain = copy.deepcopy(model).set_params(frame_block_sparsity=0.0)
-    np.testing.assert_allclose(np.broadcast_to(plain._speech_penalty(8, groups[:6], l1).gradient(A), A.shape),
+    monkeypatch.setattr(usm_module, "_FRAME_BLOCK_SPARSITY", 0.0)
+    np.testing.assert_allclose(np.broadcast_to(model._speech_penalty(8, groups[:6], l1).gradient(A), A.shape),
                                np.broadcast_to(utterance.gradient(A), A.shape), rtol=1e-12)
-    with pytest.raises(ValueError, match="frame_block_sparsity"):
-        clone(model).set_params(frame_block_sparsity=-1.0).fit(X, y)
 
 
-def test_n_solves_averages_the_masks_of_several_random_starts():
+def test_n_solves_averages_the_masks_of_several_random_starts(monkeypatch):
+    assert usm_module._N_SOLVES == 2
+    monkeypatch.setattr(usm_module, "_N_SOLVES", 1)
     X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=12)
     kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, mask_smoothing=1,
               random_state=3)
-    single = USM(n_solves=1, **kw).fit(X, y)
+    single = USM(**kw).fit(X, y)
     speech = rng.gamma(1.0, 1.0, size=(50, 3)) @ atoms[0]
     speech[::3] = 0.0
     test = speech + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=50), rng.uniform(0.1, 1.0, size=30))
-    assert USM().n_solves == 2
     # oracle: the single solve's mask and those of solves started from seeds drawn from random_state
     seeds = np.random.RandomState(3).randint(np.iinfo(np.int32).max, size=2)
     masks = [_mask_of(single, test)]
@@ -549,10 +552,9 @@ def test_n_solves_averages_the_masks_of_several_random_starts():
         masks.append(speech_model ** 2 / (speech_model ** 2 + noise_model ** 2))
     assert not np.allclose(masks[0], masks[1], atol=1e-3)
     for n in (2, 3):
-        averaged = _mask_of(clone(single).set_params(n_solves=n).fit(X, y), test)
+        monkeypatch.setattr(usm_module, "_N_SOLVES", n)
+        averaged = _mask_of(clone(single).fit(X, y), test)
         np.testing.assert_allclose(averaged, np.mean(masks[:n], axis=0), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="n_solves"):
-        clone(single).set_params(n_solves=0).fit(X, y)
 
 
 def test_files_saved_with_the_former_parameters_still_load(tmp_path):

@@ -18,6 +18,10 @@ from ._penalties import BlockPenalty
 
 __all__ = ["MLD"]
 
+#: epsilon of the per-frame log block penalty, on the scale of mean-normalised data (issue 18: a constant, formerly
+#: the parameter block_eps, never set otherwise by the library)
+_BLOCK_EPS = 1.0
+
 
 def _cluster_frames(V, n_clusters, rng):
     """KMeans labels of the L2-normalised frames; one cluster needs no clustering (and draws no randomness)."""
@@ -94,10 +98,9 @@ class MLD(_SpeechDictionaryEnhancer):
         :class:`~pse_nmf.SemiSupervisedNMF`'s, from the input's quietest
         frames).
     block_sparsity : float, default=1.0
-        :math:`\lambda`, weight of the per-frame block penalty.
-    block_eps : float, default=1.0
-        :math:`\epsilon` of the log penalty, on the scale of mean-normalised
-        data.
+        :math:`\lambda`, weight of the per-frame block penalty
+        (:math:`\epsilon = 1` on the scale of mean-normalised data, fixed:
+        ``_BLOCK_EPS``).
     beta : float or str, default=1.0
     sparsity : float, default=1.0
         :math:`\mu`, L1 weight on the speech activations (fitting and test
@@ -174,14 +177,13 @@ class MLD(_SpeechDictionaryEnhancer):
         "n_components_per_dictionary": [Interval(numbers.Integral, 1, None, closed="left")],
         "noise_init": [StrOptions({"quiet", "staged"})],
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-        "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
     }
     _fitted_arrays = ("components_", "cluster_sizes_")
     # issue 18: USM's mask averaging with an unstaged solve was never measured on MLD and is off; files that
     # hold unstaged_iter=0 still load. The staged-noise knobs became noise_init. The block penalty is always the log
     # one: the "l2" form was never measured on MLD, and on USM the group lasso scored far lower (1.33 against
     # 4.5 dB, docs/experiments/usm.md)
-    _removed_params = {"unstaged_iter": 0, "block_penalty": "log"}
+    _removed_params = {"unstaged_iter": 0, "block_penalty": "log", "block_eps": _BLOCK_EPS}
 
     @classmethod
     def _legacy_params(cls, params):
@@ -189,7 +191,7 @@ class MLD(_SpeechDictionaryEnhancer):
     _fitted_scalars = ("n_iter_", "n_features_in_")
 
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8,
-                 block_sparsity=1.0, block_eps=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
+                 block_sparsity=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
                  mask_power=2.0, max_iter=200, test_max_iter=30, noise_init="staged",
                  mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
                  random_state=None, n_threads=None,
@@ -198,7 +200,6 @@ class MLD(_SpeechDictionaryEnhancer):
         self.n_components_per_dictionary = n_components_per_dictionary
         self.n_noise_components = n_noise_components
         self.block_sparsity = block_sparsity
-        self.block_eps = block_eps
         self.beta = beta
         self.sparsity = sparsity
         self.noise_sparsity = noise_sparsity
@@ -286,7 +287,7 @@ class MLD(_SpeechDictionaryEnhancer):
         all_groups = np.full(n_components, -1)
         all_groups[: G * self.n_components_per_dictionary] = np.repeat(np.arange(G), self.n_components_per_dictionary)
         return BlockPenalty(all_groups, self.block_sparsity, kind="log", scope="frame",
-                            eps=self.block_eps, l1=l1)
+                            eps=_BLOCK_EPS, l1=l1)
 
     def dictionary_usage(self, X):
         """Share of each local dictionary in each frame's speech activations.

@@ -29,6 +29,15 @@ from ._penalties import BlockPenalty, PenaltySum
 
 __all__ = ["USM"]
 
+# Fixed heuristics (issue 18: constants, not parameters; measured in docs/experiments/usm.md under their former
+# parameter names block_eps, frame_block_sparsity, n_solves; every setting of the library used these values):
+#: epsilon of the log block penalties, on the scale of mean-normalised data
+_BLOCK_EPS = 1.0
+#: weight of the per-frame log block penalty added to the utterance one (this library's addition; 0 would drop it)
+_FRAME_BLOCK_SPARSITY = 1.0
+#: solves from different random starts whose masks are averaged
+_N_SOLVES = 2
+
 
 def _is_speaker_lists(X):
     """A list/tuple of per-speaker lists of recordings (not a list of frames)."""
@@ -79,7 +88,11 @@ class USM(_SpeechDictionaryEnhancer):
 
     The speech estimate is the mixture STFT times
     :math:`M = S^p / (S^p + N^p)`, :math:`S = A_s D_s`, :math:`N = A_n D_n`,
-    averaged over the ``n_solves`` solves from different random starts
+    averaged over two solves from different random starts (``_N_SOLVES``:
+    the first from ``random_state``, the other from a seed drawn from it;
+    this library's heuristic: the block-sparse solve is rough in its start,
+    the block penalty may switch most speech off on one start and not on
+    another, and the mean of two masks is steadier)
     (and, with ``noise_init="staged-averaged"``, with the mask of a second
     solve per start)
     and over ``mask_smoothing`` neighbouring frames.
@@ -104,19 +117,16 @@ class USM(_SpeechDictionaryEnhancer):
         Noise atoms learned on each input at test time.
     block_sparsity : float, default=3.0
         :math:`\lambda`, weight of the block penalty (per frame).
-    block_eps : float, default=1.0
-        :math:`\epsilon` of the log penalty, per frame, on the scale of
-        mean-normalised data.
-    frame_block_sparsity : float, default=1.0
-        :math:`\lambda_f`, weight of a second, per-frame block penalty of
-        the same kind, added to the utterance one: for ``"log"``,
-        :math:`\lambda_f \sum_t \sum_g \log(\epsilon + \|A_{tg}\|_1)`
-        with :math:`A_{tg}` the activations of block ``g`` in frame ``t``
-        (``block_eps`` as :math:`\epsilon`). The utterance term picks few
-        speakers for the whole input, this one few blocks in each frame.
-        It applies to every block, an unpenalised personal block too. This
-        library's addition (Sun & Mysore penalise the utterance only); 0:
-        off.
+        Fixed with it (module constants): :math:`\epsilon = 1` of the log
+        penalty, per frame, on the scale of mean-normalised data
+        (``_BLOCK_EPS``), and :math:`\lambda_f = 1`, the weight of a second,
+        per-frame block penalty added to the utterance one,
+        :math:`\lambda_f \sum_t \sum_g \log(\epsilon + \|A_{tg}\|_1)` with
+        :math:`A_{tg}` the activations of block ``g`` in frame ``t``
+        (``_FRAME_BLOCK_SPARSITY``): the utterance term picks few speakers
+        for the whole input, this one few blocks in each frame. It applies
+        to every block, an unpenalised personal block too. This library's
+        addition (Sun & Mysore penalise the utterance only).
     active_speakers : list of str or None, default=None
         Speaker blocks used at test time (None: all).
     speaker_sparsity : dict of str to float, or None, default=None
@@ -155,15 +165,6 @@ class USM(_SpeechDictionaryEnhancer):
         wins at high SNR, the plain one at low SNR and on transient noises
         that never reach the quiet frames); costs a second solve. The
         few-shot setting uses it, the zero-shot default does not.
-    n_solves : int, default=2
-        Solves whose speech masks are averaged, each from its own random
-        start of the noise atoms and activations: the first from
-        ``random_state`` (as a single solve), the others from seeds drawn
-        from it. Each costs one more solve (with ``"staged-averaged"``, one
-        more pair). This library's heuristic: the block-sparse solve is rough in
-        its start (the block penalty may switch most speech off on one
-        start and not on another), and the mean of two masks is steadier.
-        1: one solve.
     mask_smoothing : int, default=3
         Width in frames of a moving average over time of the speech mask
         (edges repeated; 1: none). This library's heuristic: the per-frame
@@ -234,34 +235,30 @@ class USM(_SpeechDictionaryEnhancer):
         **_COMMON_CONSTRAINTS,
         "n_components_per_speaker": [Interval(numbers.Integral, 1, None, closed="left")],
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-        "block_eps": [Interval(numbers.Real, 0, None, closed="neither")],
         "active_speakers": [list, None],
         "speaker_sparsity": [dict, None],
         "fit_sparsity": [Interval(numbers.Real, 0, None, closed="left"), None],
-        "frame_block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-        "n_solves": [Interval(numbers.Integral, 1, None, closed="left")],
     }
     _fitted_scalars = ("speakers_", "block_sizes_", "n_iter_", "n_features_in_")
     # issue 18: the staged-noise knobs became noise_init; the block penalty is always the log one (the group lasso
     # and plain L1 scored lower, docs/experiments/usm.md)
-    _removed_params = {"block_penalty": "log"}
+    _removed_params = {"block_penalty": "log", "block_eps": _BLOCK_EPS, "frame_block_sparsity": _FRAME_BLOCK_SPARSITY,
+                       "n_solves": _N_SOLVES}
 
     @classmethod
     def _legacy_params(cls, params):
         return _legacy_noise_init(params, default=(0, 0, 0))
 
     def __init__(self, n_components_per_speaker=16, *, n_noise_components=8, block_sparsity=3.0,
-                 block_eps=1.0, frame_block_sparsity=1.0, active_speakers=None, speaker_sparsity=None, beta=1.0,
+                 active_speakers=None, speaker_sparsity=None, beta=1.0,
                  sparsity=0.5, fit_sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200,
-                 test_max_iter=35, noise_init="quiet", n_solves=2,
+                 test_max_iter=35, noise_init="quiet",
                  mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
                  n_threads=None,
                  verbose=0):
         self.n_components_per_speaker = n_components_per_speaker
         self.n_noise_components = n_noise_components
         self.block_sparsity = block_sparsity
-        self.block_eps = block_eps
-        self.frame_block_sparsity = frame_block_sparsity
         self.active_speakers = active_speakers
         self.speaker_sparsity = speaker_sparsity
         self.beta = beta
@@ -273,7 +270,6 @@ class USM(_SpeechDictionaryEnhancer):
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
         self.noise_init = noise_init
-        self.n_solves = n_solves
         self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds
@@ -405,8 +401,7 @@ class USM(_SpeechDictionaryEnhancer):
             Keyword arguments for :meth:`set_params`.
         """
         return {"speaker_sparsity": {str(speaker_id): 0.0}, "block_sparsity": 10.0, "sparsity": 1.0,
-                "noise_init": "staged-averaged", "test_max_iter": 30,
-                "frame_block_sparsity": 1.0, "n_solves": 2}
+                "noise_init": "staged-averaged", "test_max_iter": 30}
 
     def personalize(self, enrollment, speaker_id=None, *, n_components=None, mode="block", sr=None, downmix=False):
         """Add a block for a new speaker, leaving the other blocks as they are.
@@ -507,17 +502,16 @@ class USM(_SpeechDictionaryEnhancer):
         all_groups = np.full(n_components, -1)
         all_groups[: groups.size] = groups
         weights = self._block_penalty_weights(self._active_blocks())
-        utterance = BlockPenalty(all_groups, weights, kind="log", scope="utterance", eps=self.block_eps,
+        utterance = BlockPenalty(all_groups, weights, kind="log", scope="utterance", eps=_BLOCK_EPS,
                                  l1=l1)
-        if not self.frame_block_sparsity:
+        if not _FRAME_BLOCK_SPARSITY:
             return utterance
         # every block, an unpenalised personal block too (sparing it scored lower on the tuning speakers)
-        frame = BlockPenalty(all_groups, self.frame_block_sparsity, kind="log", scope="frame",
-                             eps=self.block_eps)
+        frame = BlockPenalty(all_groups, _FRAME_BLOCK_SPARSITY, kind="log", scope="frame", eps=_BLOCK_EPS)
         return PenaltySum(utterance, frame)
 
     def _n_solves(self):
-        return self.n_solves
+        return _N_SOLVES
 
     def _activations(self, V, D_known=None, groups=None, noise_atoms=None, rng=None, *, staged=True, max_iter=None):
         D_s, groups, _ = self._active_dictionary()
