@@ -11,7 +11,10 @@ their test mixtures: ``--n-test`` utterances at -5, 0 and 5 dB with the odd-inde
 * the noise added by the adaptations (``noise=``): the even-indexed clips;
 * rows: noisy, RNNoise, the pretrained generalist, the personal SemiSupervisedNMF (fitted on each amount of
   clean speech), PseudoSE with and without purification, self-distillation from the generalist
-  (DistilledStudent, teacher = student = generalist), with ``--methods ...,small`` a new student of a quarter
+  (DistilledStudent, teacher = student = generalist), with ``--methods ...,teachers`` the same student distilled
+  from teachers that need no clean speech of the user (RNNoise, a zero-shot USM fitted on the developer-set
+  speakers that are not targets of the run, the equal-weight ensemble of the generalist and RNNoise; the USM
+  itself is a row too), with ``--methods ...,small`` a new student of a quarter
   of the generalist's size distilled from it on the noisy recordings alone, plain fine-tuning and ContrastiveMixtures on each amount
   of clean speech, and with ``--oracle`` the limits: PseudoSE with the noisy recordings' own clean speech as
   targets, and fine-tuning on the test utterances' own clean speech;
@@ -162,6 +165,18 @@ def run(args):
     out = make_out_dir(args.out, "personalize")
     rows, adapt = [], []
     seeds = derived_seeds(args.seed, len(targets), stream=0)
+    usm_cache = []
+
+    def usm_zero_shot():
+        """USM on the developer-set speakers that are not targets of this run (fitted once)."""
+        if not usm_cache:
+            pool = sorted(set(speakers) - set(targets))
+            speech = {p: [str(f) for f in pse_nmf.datasets.list_recordings(data / "speech")[p][:4]] for p in pool}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                usm_cache.append(pse_nmf.USM(random_state=args.seed).fit(list(speech.values())))
+            log(f"  USM zero-shot fitted on {len(pool)} non-target speakers")
+        return usm_cache[0]
     kw = dict(random_state=args.seed)
     if args.max_epochs is not None:
         kw["max_epochs"] = args.max_epochs
@@ -195,6 +210,17 @@ def run(args):
                 None, generalist, max_epochs=args.max_epochs or 8, patience=3, learning_rate=3e-4, batch_size=8,
                 segment_seconds=3.0, validation_fraction=0.2, random_state=args.seed).fit(noisy, noise=noise_audio),
                 0.0)
+        if "teachers" in methods:  # distillation from the new base with other teachers that need no clean speech
+            teachers = {"RNNoise": rnnoise, "USM zero-shot": usm_zero_shot(),
+                        "ensemble generalist + RNNoise": pse_nmf.EnsembleEnhancer(
+                            [("generalist", generalist), ("rnnoise", rnnoise)]).fit()}
+            for tname, teacher in teachers.items():
+                adapted(f"distilled from {tname}", lambda t=teacher: DistilledStudent(
+                    None, t, max_epochs=args.max_epochs or 8, patience=3, learning_rate=3e-4, batch_size=8,
+                    segment_seconds=3.0, validation_fraction=0.2, random_state=args.seed).fit(noisy, noise=noise_audio),
+                    0.0)
+                if tname == "USM zero-shot":
+                    models[tname] = teacher
         if "small" in methods:  # the "lossless compression" attempt: a new, smaller network on the teacher's outputs
             from pse_nmf.neural import CompactEnhancer
 

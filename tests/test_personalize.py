@@ -215,3 +215,31 @@ def test_cli_personalize_then_denoise(user, tmp_path):
     assert pse_nmf.audio.read_audio(out, sr=SR)[0].shape == noisy[0].shape
     assert main(["personalize", "--noisy", str(folder), "--speech", str(folder / "call0.wav"), "-o",
                  str(tmp_path / "x.npz")]) == 2  # --speech belongs to contrastive
+
+
+@pytest.mark.slow
+def test_cli_personalize_distill_teachers(user, tmp_path):
+    from pse_nmf._cli import main
+
+    pytest.importorskip("pyrnnoise")
+    noisy, _, _ = user
+    call = tmp_path / "calls"
+    call.mkdir()
+    for i, y in enumerate(noisy):
+        pse_nmf.audio.write_audio(call / f"call{i}.wav", y, SR)
+    weights = {}
+    for teacher in ("generalist", "rnnoise"):
+        model = tmp_path / f"{teacher}.npz"
+        assert main(["personalize", "--noisy", str(call), "--method", "distill", "--teacher", teacher,
+                     "--max-epochs", "1", "-o", str(model), "--quiet"]) == 0
+        student = pse_nmf.load(model)
+        assert isinstance(student, CompactEnhancer)
+        weights[teacher] = np.concatenate([p.detach().numpy().ravel() for p in student.module_.parameters()])
+    assert not np.allclose(weights["generalist"], weights["rnnoise"])  # the teacher is the one asked for
+    # a model file as teacher: the RNNoise-distilled student teaches the next one
+    assert main(["personalize", "--noisy", str(call), "--method", "distill", "--teacher",
+                 str(tmp_path / "rnnoise.npz"), "--max-epochs", "1", "-o", str(tmp_path / "t.npz"), "--quiet"]) == 0
+    assert main(["personalize", "--noisy", str(call), "--method", "distill", "--teacher", "nobody",
+                 "-o", str(tmp_path / "y.npz")]) == 2
+    assert main(["personalize", "--noisy", str(call), "--teacher", "rnnoise", "-o", str(tmp_path / "z.npz")]) == 2
+    assert not (tmp_path / "y.npz").exists() and not (tmp_path / "z.npz").exists()

@@ -165,73 +165,18 @@ class AdaptiveDAE(DAEEnhancer):
     includes the encoder (otherwise :math:`M_s` does not depend on what is
     adapted).
 
-    Measurements (SI-SDR improvement, dB; quick protocol: the
-    ``benchmarks/neural.py`` data split, generalist trained 10 epochs on 24
-    other speakers x 6 s, 2 target speakers so762_2897 / so762_2538, 4 test
-    utterances x -5/0/5 dB each, adaptation on ~60 s of noisy-only
-    recordings per target):
-
-    ========================================  ==============  ======
-    variant                                   per speaker     mean
-    ========================================  ==============  ======
-    pretrained, ``output="speech"``           +3.18 / +3.43   +3.30
-    pretrained, ``output="wiener"``           +3.20 / +3.45   +3.33
-    ``noise_bias``, lr 1e-2 (default)         +3.29 / +3.47   +3.38
-    ``noise_bias``, lr 3e-2                   +3.31 / +3.47   +3.39
-    ``noise_bias``, lr 1e-3                   +3.24 / +3.47   +3.36
-    ``noise_output`` (last layer), lr 1e-3    +3.18 / +3.43   +3.30
-    ``noise`` (whole decoder), lr 1e-3        +3.18 / +3.40   +3.29
-    ``encoder``, lr 1e-4                      +1.77 / +3.22   +2.49
-    ``encoder+noise``, :math:`\gamma` = 0.1   +1.38 / +2.68   +2.03
-    ``encoder+noise``, :math:`\gamma` = 1     +1.12 / +0.63   +0.88
-    ``encoder+noise``, :math:`\gamma` = 10    -1.41 / -4.48   -2.94
-    ========================================  ==============  ======
-
-    Full protocol (same data split and generalist training as
-    ``benchmarks/neural.py`` without ``--quick``: 24 other speakers x 24 s,
-    up to 50 epochs, stopped at 28; 8 target speakers; SI-SDR improvement
-    only, 12 test mixtures per target; scored by a harness built from the
-    benchmark's functions, not by the benchmark itself). Speakers in the order so762_2897,
-    2538, 1099, 0053, 1181, 9604, 1186, 2441:
-
-    =====================  ===============================================  ======
-    variant                per speaker                                      mean
-    =====================  ===============================================  ======
-    pretrained, wiener     4.28 5.30 5.82 3.71 5.47 1.97 4.71 8.39          +4.96
-    pretrained, speech     4.25 5.22 5.82 3.72 5.42 1.93 4.73 8.42          +4.94
-    ``noise_bias`` 1e-2    4.23 5.27 5.84 3.67 5.46 1.96 4.73 8.37          +4.94
-    ``noise_bias`` 3e-2    4.24 5.26 5.84 3.68 5.47 1.97 4.72 8.37          +4.94
-    ``noise`` 1e-3         4.26 5.24 5.77 3.70 5.44 1.94 4.74 8.35          +4.93
-    =====================  ===============================================  ======
-
-    So with a well-trained generalist the adaptation is neutral (-0.02 dB
-    on average, at most 0.05 dB either way per speaker), where the previous
-    self-training formulation of this class lost 0.62 dB (+4.27 against
-    +4.90 dB for its single-output DAE). It does not help. Adapting on each
-    test mixture alone, as in the paper, instead of on the 60 s of
-    noisy-only recordings, gave the same: +4.94 (``noise_bias``) and +4.94
-    (``noise``) against +4.96 dB.
-
-    Why so little: reconstruction alone does not say how to split the
-    mixture. A flexible noise part (the whole noise decoder) simply learns
-    :math:`M_n = 1 - M_s`, after which the Wiener output equals the frozen
-    speech mask (the ``noise`` rows equal ``output="speech"``); adapting the
-    encoder lets the split drift, and the purity checker's idea of "speech-like"
-    pulls it the wrong way (the previous, self-training formulation measured
-    -0.27 to -0.90 dB with ``purity_weight`` 0.03-1.0). Only a noise part too
-    small to imitate speech (a per-bin bias: a frequency-dependent
-    recalibration of the noise estimate, shared by all frames, like a
-    low-rank noise model in semi-supervised NMF) turns the reconstruction
-    error into information, and even that gain (+0.05 dB on the quick
-    protocol) vanishes with a well-trained generalist, whose two masks
-    already add up to about one on the test mixtures.
+    With a well-trained generalist the adaptation is about neutral
+    (measurements in ``docs/experiments/neural.md``): reconstruction alone
+    does not say how to split the mixture, so only a noise part too small
+    to imitate speech (the default, a per-bin bias of the noise output)
+    turns the reconstruction error into information.
 
     Choices made here, where the paper [1]_ leaves room or we could not
     check it (its text was not at hand; the structure follows its summary:
     speech and noise output nodes, the noise part fine-tuned so that the
     outputs add up to the test mixture, the speech part kept): masks rather than magnitudes as outputs (level-free, as the
     other estimators); the shared encoder frozen by default (measured
-    above); the checker trained on the same clean speech as the DAE; a fixed
+    worse when adapted); the checker trained on the same clean speech as the DAE; a fixed
     budget of ``adapt_epochs`` epochs on all the mixtures, without a
     validation split, since nothing at test time says when to stop.
     ``adapt`` therefore never raises a ConvergenceWarning; ``fit`` raises

@@ -141,8 +141,7 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
     recording is shorter) and zero-padded to a batch's longest; the network
     is given the padding's weights, so its level normalisation (the mean
     magnitude of :func:`~pse_nmf.neural._models.log_features`) is taken over
-    the real frames only and a short segment is seen exactly as alone (until
-    session 3 the padding lowered its mean and shifted all its features).
+    the real frames only and a short segment is seen exactly as alone.
 
     Early stopping: the monitored loss is the validation loss when
     ``validation_fraction > 0`` (a fixed set of mixtures drawn once from

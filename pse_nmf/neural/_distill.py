@@ -98,36 +98,11 @@ class DistilledStudent(BaseEstimator):
     noise excerpts; without it the student fits those and generalises worse
     to other noise (validation loss rising after a few epochs).
 
-    Choices and measurements (``benchmarks/neural.py``, a 2x64 GRU
-    generalist as student, a personal SemiSupervisedNMF as teacher, SI-SDR
-    improvement on the test mixtures of 2 target speakers, so762_2538 and
-    so762_9604, 26 s and 63 s of noisy audio; student before adaptation
-    +1.57 dB, teacher +6.19 dB; Adam, batches of 4, ``patience=10``):
-
-    ===========================================  =========  ==============
-    setting                                      distilled  teacher - dist.
-    ===========================================  =========  ==============
-    mask_mse, lr 1e-3 (the previous settings)    +2.32      +3.87
-    mask_mse, lr 1e-3, 62 s of audio each        +2.08      +4.11
-    mask_mse, lr 3e-3 (so762_2538 only)          +1.74      +3.61
-    si_sdr, lr 1e-3                              +3.53      +2.66
-    si_sdr, + noise, p=0.5, 0-10 dB              +4.23      +1.95
-    si_sdr, + noise, p=1, 5-15 dB                +4.42      +1.77
-    ===========================================  =========  ==============
-
-    The SI-SDR loss weights the time-frequency bins by their energy, where
-    the mask MSE weights every bin alike, including the many quiet bins
-    whose teacher mask is noise; it gains about 1.2 dB here. Fitted on the
-    test mixtures themselves the same student reaches (and passes) the
-    teacher (so762_2538: +5.03 dB with mask_mse, +5.67 dB with si_sdr,
-    teacher +5.35), so what remains of the gap is generalisation from a
-    minute of noisy audio to new noise excerpts, not the student's size.
-    The defaults are the last row's settings (augmentation only happens
-    when ``noise`` is given). On the full benchmark (8 targets, about 60 s
-    of noisy audio each, generalist trained to early stopping, the
-    generalists' training noise for augmentation) the distilled student
-    scores +6.54 dB against +3.24 dB before adaptation and +7.07 dB for the
-    teacher (session 2, mask MSE without augmentation: +3.64 dB).
+    Defaults, chosen by measurement (``docs/experiments/neural.md``): the
+    SI-SDR loss (it weights the time-frequency bins by their energy, where
+    the mask MSE weights the many quiet bins whose teacher mask is noise
+    alike) and noise augmentation with probability 1 at 5-15 dB (without
+    it the student fits the few noise excerpts of the user's recordings).
 
     Starting from the new base (issue 16): ``student=None`` adapts a copy
     of ``pretrained("generalist")``, and any teacher that needs no clean
