@@ -28,8 +28,8 @@ def _frame_settings(est):
     """(sr, n_fft, hop_length) of a member that exposes a mask on STFT frames, else None."""
     if not all(isinstance(getattr(est, a, None), numbers.Integral) for a in ("sr", "n_fft", "hop_length")):
         return None
-    if (hasattr(est, "_mask") or hasattr(est, "_decompose")) and hasattr(est, "spectrum_power") \
-            and hasattr(est, "mask_power"):
+    if (hasattr(est, "_mask") or hasattr(est, "_decompose") and hasattr(est, "mask_power")) \
+            and hasattr(est, "spectrum_power"):
         return int(est.sr), int(est.n_fft), int(est.hop_length)
     if hasattr(est, "predict_mask"):
         return int(est.sr), int(est.n_fft), int(est.hop_length)

@@ -519,3 +519,20 @@ def test_short_training_enhances_unseen_speaker_and_noise_clips(example):
         mixture, _ = mix_at_snr(s, example.noise[noise_type][1], 0.0, random_state=i)
         gains.append(si_sdr(model.denoise(mixture), s) - si_sdr(mixture, s))
     assert min(gains) > 0.25 and np.mean(gains) > 2.0, gains
+
+
+def test_denoise_applies_the_network_mask_in_one_pass(gru, noisy, monkeypatch):
+    """issue 18: the network's mask goes straight to the mixture STFT (no pseudo-magnitudes mask * V, (1 - mask) * V
+    turned back into the same mask), and denoise inverse-transforms the speech only."""
+    import pse_nmf.audio._mixin as mixin
+    from pse_nmf.audio import istft, stft
+
+    assert not hasattr(gru, "_decompose")
+    S = stft(noisy, n_fft=gru.n_fft, hop_length=gru.hop_length)
+    expected = istft(S * gru.predict_mask(np.abs(S)), n_fft=gru.n_fft, hop_length=gru.hop_length, length=noisy.size)
+    calls = []
+    real_istft = mixin.istft
+    monkeypatch.setattr(mixin, "istft", lambda *a, **k: calls.append(1) or real_istft(*a, **k))
+    out = gru.denoise(noisy)
+    assert len(calls) == 1
+    np.testing.assert_allclose(out, expected, atol=1e-6)

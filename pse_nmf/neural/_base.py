@@ -151,10 +151,8 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
     raises a :class:`~sklearn.exceptions.ConvergenceWarning`.
     """
 
-    # AudioMixin's front end: magnitude frames, and the network's mask used as is
-    # (_decompose returns mask * V and (1 - mask) * V, whose power-1 ratio mask is the mask).
+    # AudioMixin's front end: magnitude frames; the _mask hook gives the network's mask, applied as is (one pass)
     spectrum_power = 1.0
-    mask_power = 1.0
 
     _fitted_arrays = ()
     _fitted_scalars = ("n_features_in_", "n_epochs_", "best_epoch_", "best_loss_")
@@ -350,9 +348,9 @@ class BaseNeuralEnhancer(AudioMixin, TransformerMixin, ModelIOMixin, BaseEstimat
             x = torch.as_tensor(np.asarray(V, dtype=np.float32), device=self._device())[None]
             return module(x)[0].cpu().numpy()
 
-    def _decompose(self, V):
-        mask = self._predict_mask(V).astype(V.dtype, copy=False)
-        return mask * V, (1 - mask) * V
+    def _mask(self, V):
+        """AudioMixin's hook: the network's mask of frames ``V``, what ``denoise`` and ``separate`` apply."""
+        return self._predict_mask(V).astype(V.dtype, copy=False)
 
     def predict_mask(self, X):
         """The network's mask for magnitude frames.
