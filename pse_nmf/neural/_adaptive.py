@@ -120,7 +120,7 @@ def _freeze(module):
 
 @register_estimator
 class AdaptiveDAE(DAEEnhancer):
-    __doc__ = r"""Denoising autoencoder with speech and noise outputs, whose noise part is fine-tuned on the test mixtures.
+    __doc__ = r"""Denoising autoencoder with speech and noise outputs, its noise part fine-tuned on the test mixtures.
 
     The network (after Kim & Smaragdis [1]_) has a shared encoder
     :math:`h = E_\theta(|Y|)` (a window of ``2 * context + 1`` level-free
@@ -174,8 +174,8 @@ class AdaptiveDAE(DAEEnhancer):
     Choices made here, where the paper [1]_ leaves room or we could not
     check it (its text was not at hand; the structure follows its summary:
     speech and noise output nodes, the noise part fine-tuned so that the
-    outputs add up to the test mixture, the speech part kept): masks rather than magnitudes as outputs (level-free, as the
-    other estimators); the shared encoder frozen by default (measured
+    outputs add up to the test mixture, the speech part kept): masks rather
+    than magnitudes as outputs (level-free, as the other estimators); the shared encoder frozen by default (measured
     worse when adapted); the checker trained on the same clean speech as the DAE; a fixed
     budget of ``adapt_epochs`` epochs on all the mixtures, without a
     validation split, since nothing at test time says when to stop.
@@ -283,7 +283,8 @@ class AdaptiveDAE(DAEEnhancer):
 
     def __init__(self, hidden_size=256, bottleneck_size=64, context=2, *, purity_hidden_size=256,
                  purity_bottleneck_size=32, purity_epochs=20, adapt_epochs=20,
-                 adapt_learning_rate=1e-2, purity_weight=0.0, adapt_part="noise_bias", output="wiener", snr_range=(-5.0, 10.0), segment_seconds=2.0,
+                 adapt_learning_rate=1e-2, purity_weight=0.0, adapt_part="noise_bias", output="wiener",
+                 snr_range=(-5.0, 10.0), segment_seconds=2.0,
                  max_epochs=50, batch_size=16, learning_rate=1e-3, validation_fraction=0.1, patience=5, tol=1e-4,
                  sr=16000, n_fft=1024, hop_length=256, device="cpu", n_threads=1, random_state=None, verbose=0):
         self.hidden_size = hidden_size

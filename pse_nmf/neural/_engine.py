@@ -120,8 +120,10 @@ class DynamicMixer:
         raise ValueError("the noise recordings gave silent excerpts 20 times in a row: too much digital silence")
 
     def _augmented(self, n, rng):
-        """An excerpt made new: its speed (and pitch) changed, its spectrum tilted and reshaped, maybe reversed,
-        maybe summed with a second excerpt (see the class docstring).
+        """An excerpt made new (see the class docstring).
+
+        Its speed (and pitch) changed, its spectrum tilted and reshaped, maybe reversed, maybe summed with a
+        second excerpt.
         """
         rate = 2.0 ** rng.uniform(-0.4, 0.4)  # speed and pitch by up to 0.4 octave either way
         m = int(math.ceil(n * rate)) + 1
@@ -133,7 +135,9 @@ class DynamicMixer:
         octaves = np.log2(np.maximum(np.arange(spec.size), 1.0) / spec.size * 64)  # -6 (near DC) .. 6
         gain_db = rng.uniform(-3.0, 3.0) * octaves  # a tilt of up to 3 dB per octave
         for _ in range(3):  # and three broad bumps or dips of up to 9 dB
-            gain_db += rng.uniform(-9.0, 9.0) * np.exp(-0.5 * ((octaves - rng.uniform(-4, 6)) / rng.uniform(0.3, 1.5)) ** 2)
+            amp = rng.uniform(-9.0, 9.0)  # drawn first, as before (the augmentation's random stream is unchanged)
+            bump = (octaves - rng.uniform(-4, 6)) / rng.uniform(0.3, 1.5)
+            gain_db += amp * np.exp(-0.5 * bump**2)
         piece = np.fft.irfft(spec * 10.0 ** (gain_db / 20.0), n)
         if rng.uniform() < 0.3:
             other = self._excerpt(n, rng).astype(np.float64)

@@ -73,10 +73,11 @@ class GateNet(nn.Module):
 
 
 class MixtureNet(nn.Module):
-    """Specialists and gate. In training mode the masks are mixed by the gate's softmax at ``temperature``
-    (every specialist runs); in eval mode each segment's mask comes from its argmax specialist only, the
-    GRU states handed on from one segment's specialist to the next (the specialists share the
-    generalist's initialisation).
+    """Specialists and gate.
+
+    In training mode the masks are mixed by the gate's softmax at ``temperature`` (every specialist
+    runs); in eval mode each segment's mask comes from its argmax specialist only, the GRU states handed
+    on from one segment's specialist to the next (the specialists share the generalist's initialisation).
     """
 
     def __init__(self, experts, gate, seg_frames):
@@ -115,8 +116,9 @@ class MixtureNet(nn.Module):
         return self.hard_masks(f, torch.argmax(logits, dim=-1), seg)
 
     def hard_masks(self, f, choice, seg):
-        """Masks with one specialist per segment (``choice``: (batch, n_seg)), consecutive equal choices run
-        as one piece, each piece continuing the previous piece's GRU states.
+        """Masks with one specialist per segment (``choice``: (batch, n_seg)).
+
+        Consecutive equal choices run as one piece, each piece continuing the previous piece's GRU states.
         """
         out = []
         for b in range(f.shape[0]):

@@ -24,7 +24,7 @@ __all__ = ["SpeakerEmbedding"]
 
 
 class EmbeddingNet(nn.Module):
-    """Log band features (CompactMaskNet's, level-free) -> causal conv -> GRU -> mean over frames -> linear -> unit norm."""
+    """Log band features (CompactMaskNet's, level-free), causal conv, GRU, mean over frames, linear, unit norm."""
 
     floor = CompactMaskNet.floor
     alpha = CompactMaskNet.alpha
