@@ -76,7 +76,7 @@ class USM(_SpeechDictionaryEnhancer):
     :math:`\lambda` and :math:`\epsilon` by :math:`T` (the paper's form is
     :math:`\lambda' \sum_g \log(\epsilon' + \|H_g\|_1)`) makes one setting
     serve clips of any length (the group lasso and a plain L1 in its place
-    scored lower; ``docs/experiments/usm.md``). ``frame_block_sparsity`` adds
+    scored lower; ``docs/experiments/usm.md``). A second term adds
     the same penalty per frame, :math:`\lambda_f \sum_t \sum_g
     \log(\epsilon + \|A_{tg}\|_1)` (this library's addition:
     few speakers over the input, few blocks in each frame). :math:`\mu` is
