@@ -35,6 +35,14 @@ ARCHITECTURE_SNR = (
     "SNR in dB of the STFT frame (speech to noise energy over all bins), clipped to [-20, 30] dB. Causal."
 )
 
+ARCHITECTURE_EXTRACTOR = (
+    "SpeakerExtractor: the generalist's mask network (" + ARCHITECTURE + ") conditioned on a speaker "
+    "embedding by two FiLM layers (per-channel scale and shift of the convolution's and of the first GRU's "
+    "outputs), and a speaker encoder that makes the embedding from the enrollment: the same log band features "
+    "-> Conv1d over 3 frames (96 -> 64, PReLU) -> GRU 64 -> 64 -> attention pooling over the frames -> linear "
+    "64 -> 64, unit norm. The encoder runs once per enrollment; per frame the cost is the generalist's."
+)
+
 TRAINING_DATA = {
     "speech": "../shared/pretrain: 116 speakers of speechocean762 (49 adults, 67 children; 58 M / 58 F), "
               "2,320 utterances, 2.73 h, 16 kHz, none of them in the developer set ../shared/data",
@@ -143,13 +151,14 @@ def main(argv=None):
         print(f"wrote {out}")
         return
     snr = type(model).__name__ == "SNRPredictor"
+    extractor = type(model).__name__ == "SpeakerExtractor"
     card = {
         "name": args.name or args.model.stem,
         "file": args.model.name,
         "sha256": sha256(args.model),
         "estimator": type(model).__name__,
         "params": json.loads(json.dumps(model.get_params(), default=list)),
-        "architecture": ARCHITECTURE_SNR if snr else ARCHITECTURE,
+        "architecture": ARCHITECTURE_SNR if snr else ARCHITECTURE_EXTRACTOR if extractor else ARCHITECTURE,
         "parameters": c["parameters"],
         "macs_per_frame": c["macs_per_frame"],
         "frames_per_second": c["frames_per_second"],
@@ -172,7 +181,25 @@ def main(argv=None):
         "dev_results": ({"validation_rmse_db": training["best_valid_rmse_db"]} if snr
                         else {"validation_si_sdr_db": training["best_valid_si_sdr_db"]}),
     }
-    if args.benchmark is not None:
+    if extractor:
+        card["training_data"].update(
+            validation="2 utterances of each of the 24 developer-set speakers that are not benchmark targets, each "
+                       "with the next of these speakers at 0 dB and training noise at 5 dB, enrolled with the "
+                       "speaker's other utterance (early stopping on their mean SI-SDR)",
+            mixing="on the fly: every epoch a new 3 s segment of every utterance as the target, a 3 s enrollment "
+                   "from another utterance of the same speaker; in 75 % of the examples an interfering talker "
+                   "(another training speaker) at an SIR uniform in [-5, 5] dB with noise at 0 to 15 dB SNR, "
+                   "otherwise noise alone at -5 to 15 dB; mixture level uniform in [-40, -15] dBFS",
+            init="the mask network starts from pretrained('generalist'); encoder and FiLM layers start anew (FiLM "
+                 "at zero: the untrained extractor is the generalist)")
+        card["enrollment"] = "none shipped: enroll(clean_speech) or 'pse-nmf personalize --method extract'"
+    if args.benchmark is not None and extractor:
+        bench = json.loads(args.benchmark.read_text())
+        card["dev_results"]["benchmark"] = {
+            "script": "benchmarks/extraction.py", "protocol": bench["protocol"], "targets": bench["targets"],
+            "summary": bench["summary"],
+        }
+    elif args.benchmark is not None:
         bench = json.loads(args.benchmark.read_text())
         card["dev_results"]["benchmark"] = {
             "script": "benchmarks/generalist.py",

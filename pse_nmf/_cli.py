@@ -184,6 +184,9 @@ def _build_parser():
                    help="model file from 'pse-nmf fit' or 'pse-nmf train', or the name of a pretrained model "
                    f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra); "
                    "repeat it with --ensemble")
+    p.add_argument("--enroll", nargs="+", default=None, metavar="CLEAN",
+                   help="a few seconds of the wanted speaker's clean speech, for a speaker extractor (-m extractor): "
+                   "that voice is kept, other talkers and noise removed")
     p.add_argument("--ensemble", action="store_true",
                    help="combine the -m models (two or more) by averaging their output waveforms with equal "
                    "weights (EnsembleEnhancer; save a weighted one with pse_nmf.EnsembleEnhancer and pass its file)")
@@ -457,6 +460,7 @@ def _cmd_denoise(args):
     for path, model in zip(model_paths, models):
         if not hasattr(model, "denoise"):
             raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, which does not denoise audio")
+    _enroll(args, model_paths, models)
     if args.ensemble:
         from ._ensemble import EnsembleEnhancer
 
@@ -551,6 +555,23 @@ def _load_denoiser(model_path):
         return load_model(model_path)
     except ImportError as exc:  # a neural model file without torch
         raise ModelFileError(f"{str(model_path)!r} is a neural model: {exc}") from None
+
+
+def _enroll(args, model_paths, models):
+    """``denoise --enroll``: enroll the speaker extractors among the models (checked before any work)."""
+    extractors = [m for m in models if hasattr(m, "enroll")]
+    if args.enroll is not None:
+        if not extractors:
+            raise _CommandError("--enroll is for a speaker extractor (-m extractor, or a model file of one)")
+        speech = args.enroll[0] if len(args.enroll) == 1 else list(args.enroll)
+        for model in extractors:
+            model.enroll(speech)
+        return
+    for path, model in zip(model_paths, models):
+        if hasattr(model, "enroll") and getattr(model, "enrollment_", None) is None:
+            raise _CommandError(f"{str(path)!r} is a speaker extractor with no enrolled speaker: pass --enroll "
+                                "CLEAN.wav (a few seconds of the wanted voice), or enroll it with 'pse-nmf "
+                                "personalize --method extract'")
 
 
 def _cmd_train(args):
@@ -735,7 +756,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 # -- personalize (issue 16; a self-contained block) ------------------------------------------------------
-_PERSONALIZE_METHODS = ("pseudo-se", "contrastive", "distill")
+_PERSONALIZE_METHODS = ("pseudo-se", "contrastive", "distill", "extract")
 
 
 def _add_personalize(sub):
@@ -745,11 +766,15 @@ def _add_personalize(sub):
                        "adapted model; 'pse-nmf denoise -m MODEL.npz' then uses it. Methods: pseudo-se "
                        "(noisy-target training, with the SNR predictor's purification unless --no-purify), "
                        "contrastive (contrastive mixtures, then fine-tuning on --speech), distill (the "
-                       "generalist's own outputs as targets, with added noise). Needs the neural extra.")
-    p.add_argument("--noisy", nargs="+", required=True, metavar="NOISY",
-                   help="your noisy recordings: files and/or folders (searched recursively)")
+                       "generalist's own outputs as targets, with added noise), extract (the pretrained speaker "
+                       "extractor enrolled with --speech: it keeps your voice and removes other talkers as well as "
+                       "noise; no --noisy needed). Needs the neural extra.")
+    p.add_argument("--noisy", nargs="+", default=None, metavar="NOISY",
+                   help="your noisy recordings: files and/or folders (searched recursively); needed by every "
+                   "method but extract")
     p.add_argument("--speech", nargs="+", default=None, metavar="CLEAN",
-                   help="a few seconds of your clean speech (contrastive; at least 1 s)")
+                   help="a few seconds of your clean speech (contrastive: at least 1 s; extract: the enrollment, "
+                   "3 s or more)")
     p.add_argument("--method", choices=_PERSONALIZE_METHODS, default="pseudo-se", help="(default: pseudo-se)")
     p.add_argument("--noise", nargs="+", default=None, metavar="NOISE",
                    help="noise mixed into the recordings while adapting (default: the example noise shipped "
@@ -794,8 +819,18 @@ def _cmd_personalize(args):
     if out.suffix.lower() in AUDIO_EXTENSIONS:
         raise ValueError(f"-o {str(out)!r} has an audio extension; a model file is written there (use .npz)")
     _atomic_target(out, args.overwrite)
-    if args.method != "contrastive" and args.speech is not None:
-        raise _CommandError(f"--speech is used by --method contrastive only, not {args.method}")
+    if args.method not in ("contrastive", "extract") and args.speech is not None:
+        raise _CommandError(f"--speech is used by --method contrastive and extract only, not {args.method}")
+    if args.method == "extract":
+        if args.speech is None:
+            raise _CommandError("--method extract needs --speech (a few seconds of your clean speech)")
+        if args.noisy is not None:
+            raise _CommandError("--noisy is not used by --method extract (it enrolls your clean --speech only)")
+        for flag, value in (("--noise", args.noise), ("--max-epochs", args.max_epochs)):
+            if value is not None:
+                raise _CommandError(f"{flag} is not used by --method extract")
+    elif args.noisy is None:
+        raise _CommandError(f"--method {args.method} needs --noisy (your noisy recordings)")
     if args.method != "distill" and args.teacher != "generalist":
         raise _CommandError(f"--teacher is used by --method distill only, not {args.method}")
     teacher = _personalize_teacher(neural, args.teacher) if args.method == "distill" else None
@@ -803,6 +838,13 @@ def _cmd_personalize(args):
     def source(items):
         return items[0] if len(items) == 1 else list(items)
 
+    if args.method == "extract":
+        t0 = time.perf_counter()
+        model = neural.pretrained("extractor").enroll(source(args.speech))
+        model.save(out, overwrite=args.overwrite)
+        print(f"enrolled {model.enrollment_seconds_:.1f} s of your speech in the speaker extractor in "
+              f"{time.perf_counter() - t0:.1f} s -> {out}")
+        return 0
     if args.noise is not None:
         noise = source(args.noise)
     else:

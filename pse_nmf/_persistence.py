@@ -69,6 +69,7 @@ _OPTIONAL_ESTIMATORS = {
     "SpeakerEmbedding": "pse_nmf.neural",
     "AutoencoderSelector": "pse_nmf.neural",
     "SNRPredictor": "pse_nmf.neural",
+    "SpeakerExtractor": "pse_nmf.neural",
 }
 _RESERVED_PREFIXES = ("param:", "attr:")
 

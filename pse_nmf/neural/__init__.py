@@ -32,9 +32,11 @@ from ._pretrained import pretrained, pretrained_models
 from ._experts import SparseMixtureOfExperts
 from ._selector import AutoencoderSelector
 from ._speaker import SpeakerEmbedding
+from ._extraction import SpeakerExtractor
 
 __all__ = [
     "CompactEnhancer", "GRUEnhancer", "DAEEnhancer", "TCNEnhancer", "DistilledStudent", "AdaptiveDAE", "BaseNeuralEnhancer",
     "complexity", "pretrained", "pretrained_models", "SparseMixtureOfExperts",
     "AutoencoderSelector", "SpeakerEmbedding", "SNRPredictor", "PseudoSE", "ContrastiveMixtures",
+    "SpeakerExtractor",
 ]

@@ -252,6 +252,10 @@ class CompactEnhancer(BaseNeuralEnhancer):
     def _batch_loss(self, module, batch):
         x, s = (t.to(self._device()) for t in batch)
         y, E = self._enhance_batch(module, x)
+        return self._waveform_loss(y, E, s) * x.shape[0], x.shape[0]
+
+    def _waveform_loss(self, y, E, s):
+        """The ``loss`` of enhanced waveforms ``y`` (batch, n_samples), their STFTs ``E`` and the clean ``s``."""
         if self.loss == "si_sdr":
             value = si_sdr_loss(y, s)
         else:
@@ -265,7 +269,7 @@ class CompactEnhancer(BaseNeuralEnhancer):
                 bands = torch.tensor(third_octave_matrix(self.sr, self.n_fft), dtype=E.real.dtype,
                                      device=E.device)
                 value = si_sdr_estoi_loss(y, s, E, S, bands, n, max(1, n // 4))
-        return value * x.shape[0], x.shape[0]
+        return value
 
     def _validation_score(self, module, pairs):
         """Mean SI-SDR (dB) of the enhanced validation mixtures, each whole (padding at the end is causal-safe)."""
