@@ -72,7 +72,7 @@ def main():
             enr.append(y)
             tot += y.size
         offline = SemiSupervisedNMF(random_state=0).fit(enr)
-        online = OnlineNMF(speech_model=offline, mask_power=offline.mask_power, random_state=0).fit()
+        online = OnlineNMF(speech_model=offline, random_state=0).fit()
         for s in ys[len(enr):len(enr) + (1 if args.quick else 3)]:
             s = np.concatenate([s, s])
             for snr in (-5, 0, 5):

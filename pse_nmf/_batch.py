@@ -158,7 +158,7 @@ def _streaming_model(model):
     if getattr(model, "known", "speech") != "speech" or not hasattr(model, "components_"):
         raise ModelFileError(f"{type(model).__name__} has no speech dictionary for streaming")
     return OnlineNMF(speech_model=model, sr=model.sr, n_fft=model.n_fft, hop_length=model.hop_length,
-                     spectrum_power=getattr(model, "spectrum_power", 1.0), random_state=0).fit()
+                     random_state=0).fit()
 
 
 def _audio_inputs(inputs):

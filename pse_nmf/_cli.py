@@ -62,6 +62,9 @@ _FIT_OPTIONS = {
     "known": "known",
 }
 
+# parameters folded into one option (issue 18): --set with one of them names the option
+_FOLDED_PARAMS = {"quiet_noise_iter": "noise_init", "fixed_noise_iter": "noise_init", "unstaged_iter": "noise_init"}
+
 _EVAL_METRICS = ("si_sdr", "sdr", "pesq", "stoi", "estoi", "dnsmos", "pdnsmos")
 _EVAL_DEFAULT = "si_sdr,pesq,estoi"
 # no-reference metrics (pse_nmf.metrics.dnsmos): each gives these columns, prefixed by its name
@@ -340,6 +343,15 @@ def _model_params(cls, args):
         renamed = getattr(cls, "_renamed_params", {}).get(name)
         if name not in valid and renamed is not None:
             raise _CommandError(f"--set {name}: {cls.__name__} calls this parameter {renamed!r} now")
+        removed = getattr(cls, "_removed_params", {})
+        if name not in valid and name in removed:
+            raise _CommandError(
+                f"--set {name}: {cls.__name__} no longer has this parameter; it always uses {name}={removed[name]!r}"
+            )
+        if name not in valid and name in _FOLDED_PARAMS and _FOLDED_PARAMS[name] in valid:
+            raise _CommandError(
+                f"--set {name}: {cls.__name__} no longer has this parameter; use {_FOLDED_PARAMS[name]} instead"
+            )
         if name not in valid:
             raise _CommandError(
                 f"--set {name}: {cls.__name__} has no parameter {name!r}; it has {', '.join(sorted(valid))}"

@@ -100,7 +100,13 @@ def sdr(estimate, reference):
                          f"distortion filter, so at least {_SDR_FILTER} samples are needed")
     if not np.any(est):
         return float("-inf")  # mir_eval refuses it; same reason as si_sdr
-    from mir_eval.separation import bss_eval_sources
+    try:
+        from mir_eval.separation import bss_eval_sources
+    except ImportError:
+        raise ImportError(
+            "sdr needs mir_eval (BSS Eval), an optional dependency: pip install \"pse_nmf[sdr]\" "
+            "(si_sdr, pesq, stoi and estoi need nothing more)"
+        ) from None
 
     with warnings.catch_warnings():
         # mir_eval >= 0.8 flags bss_eval_sources as deprecated with a FutureWarning

@@ -158,6 +158,8 @@ def test_fit_refuses_existing_model_before_fitting(audio, tmp_path, capsys):
     ("missing_input", "no audio file at"),
     ("unknown_param", "has no parameter 'frobnication'"),
     ("renamed_param", "calls this parameter 'n_noise_components' now"),
+    ("removed_param", "--set mask_power: SemiSupervisedNMF no longer has this parameter; it always uses mask_power=2.0"),
+    ("folded_param", "--set quiet_noise_iter: USM no longer has this parameter; use noise_init instead"),
 ])
 def test_fit_errors(case, message, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -169,6 +171,9 @@ def test_fit_errors(case, message, tmp_path, capsys):
                           str(tmp_path / "empty")],
         "renamed_param": ["fit", "-o", str(tmp_path / "m.npz"), "--set", "n_test_components=4",
                           str(tmp_path / "empty")],
+        "removed_param": ["fit", "-o", str(tmp_path / "m.npz"), "--set", "mask_power=1", str(tmp_path / "empty")],
+        "folded_param": ["fit", "--model", "usm", "-o", str(tmp_path / "m.npz"), "--set", "quiet_noise_iter=100",
+                         str(tmp_path / "empty")],
     }[case]
     assert main(argv) in (1, 2)
     assert message in capsys.readouterr().err

@@ -101,7 +101,7 @@ def nmf_a(speaker):
 
 @pytest.fixture(scope="module")
 def nmf_b(speaker):
-    return SemiSupervisedNMF(sparsity=0.2, mask_power=1.0, random_state=1, **FAST).fit(speaker[:3])
+    return SemiSupervisedNMF(sparsity=0.2, random_state=1, **FAST).fit(speaker[:3])
 
 
 @pytest.fixture(scope="module")

@@ -203,3 +203,14 @@ def test_evaluate_metrics_as_one_string(utterance, noise):
     mixture, _ = mix_at_snr(utterance, noise, 0.0, random_state=0)
     assert evaluate(mixture, utterance, metrics="si_sdr") == {"si_sdr": si_sdr(mixture, utterance)}
     assert list(evaluate(mixture, utterance, metrics="si_sdr,stoi")) == ["si_sdr", "stoi"]
+
+
+def test_sdr_without_mir_eval_names_the_extra(utterance, monkeypatch):
+    """mir_eval is the optional extra 'sdr' (issue 18 item 7): without it, sdr says how to get it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mir_eval", None)  # import mir_eval -> ImportError
+    monkeypatch.setitem(sys.modules, "mir_eval.separation", None)
+    with pytest.raises(ImportError, match=r'pip install "pse_nmf\[sdr\]"'):
+        sdr(utterance[: 2 * SR], utterance[: 2 * SR])
+    assert si_sdr(utterance[: 2 * SR], utterance[: 2 * SR]) > 100  # the core metrics do not need it

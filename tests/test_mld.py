@@ -38,15 +38,17 @@ def example():
     return load_example()
 
 
-def test_one_local_dictionary_equals_semi_supervised_nmf(example):
+def test_one_local_dictionary_equals_semi_supervised_nmf(example, monkeypatch):
     speaker = example.speech["so762_9604"]
-    common = dict(n_noise_components=5, sparsity=0.2, max_iter=30, test_max_iter=20, tol=1e-4, mask_power=2.0,
-                  spectrum_power=1.0, beta=1.0, random_state=3)
-    # without the staged noise updates and the mask smoothing (SemiSupervisedNMF has neither)
-    mld = MLD(n_dictionaries=1, n_components_per_dictionary=12, noise_init="quiet",
-              mask_smoothing=1, **common).fit(speaker[:2])
-    mld.set_params(noise_sparsity=0.05)
-    common["n_noise_components"] = common.pop("n_noise_components")
+    # the same fixed settings (beta 1, spectrum_power 1, mask_power 2: class attributes of both since issue 18)
+    assert (MLD.beta, MLD.spectrum_power, MLD.mask_power) == (1.0, 1.0, 2.0)
+    assert (SemiSupervisedNMF().beta, SemiSupervisedNMF.spectrum_power, SemiSupervisedNMF.mask_power) == (1.0, 1.0, 2.0)
+    common = dict(n_noise_components=5, sparsity=0.2, max_iter=30, test_max_iter=20, tol=1e-4, random_state=3)
+    # without the staged noise updates and the mask smoothing (SemiSupervisedNMF has neither); MLD's noise L1, a
+    # fixed setting since issue 18, patched to a value apart from the speech one, as SemiSupervisedNMF's parameter
+    monkeypatch.setattr(MLD, "mask_smoothing", 1)
+    monkeypatch.setattr(MLD, "noise_sparsity", 0.05)
+    mld = MLD(n_dictionaries=1, n_components_per_dictionary=12, noise_init="quiet", **common).fit(speaker[:2])
     common["noise_sparsity"] = 0.05
     semi = SemiSupervisedNMF(n_components=12, **common).fit(speaker[:2])
     np.testing.assert_array_equal(mld.components_, semi.components_)

@@ -18,10 +18,20 @@ import pse_nmf  # noqa: E402
 from pse_nmf import ModelFileError  # noqa: E402
 from pse_nmf.datasets import mix_at_snr  # noqa: E402
 from pse_nmf.neural import AdaptiveDAE, DAEEnhancer, complexity  # noqa: E402
+from pse_nmf.neural import _adaptive as adaptive_module  # noqa: E402  (internal: its fixed settings are patched)
 
-TINY = dict(hidden_size=32, bottleneck_size=8, context=1, purity_hidden_size=32, purity_bottleneck_size=8,
-            purity_epochs=4, max_epochs=3, adapt_epochs=4, n_fft=256, hop_length=128,
+TINY = dict(hidden_size=32, bottleneck_size=8, context=1, max_epochs=3, adapt_epochs=4, n_fft=256, hop_length=128,
             segment_seconds=1.0, random_state=0)
+# the purity checker's size is a fixed setting since issue 18 (module constants); a tiny one keeps this file fast
+TINY_PURITY = dict(_PURITY_HIDDEN_SIZE=32, _PURITY_BOTTLENECK_SIZE=8, _PURITY_EPOCHS=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_purity_checker():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in TINY_PURITY.items():
+            mp.setattr(adaptive_module, name, value)
+        yield
 
 
 def _quiet_fit(model, *args, **kwargs):
@@ -86,7 +96,7 @@ def test_fit_builds_dae_and_purity_checker(pretrained):
 
 
 def test_init_stores_params_only():
-    model = AdaptiveDAE(adapt_epochs=-1, purity_weight="x")  # validated in fit / adapt, not here
+    model = AdaptiveDAE(adapt_epochs=-1, adapt_learning_rate="x")  # validated in fit / adapt, not here
     assert model.get_params()["adapt_epochs"] == -1
     assert clone(model).get_params() == model.get_params()
 
@@ -143,8 +153,11 @@ def test_adapt_fits_the_noise_part_only_and_lowers_the_reconstruction_error(pret
 
 @pytest.mark.parametrize("part, prefixes", [("noise", {"noise"}), ("noise_output", {"noise"}),
                                             ("encoder", {"encoder"}), ("encoder+noise", {"encoder", "noise"})])
-def test_adapt_part_selects_what_moves_and_never_the_speech_decoder(pretrained, mixtures, part, prefixes):
-    model = _copy(pretrained).set_params(adapt_part=part, adapt_learning_rate=1e-3).adapt(mixtures)
+def test_adapt_part_selects_what_moves_and_never_the_speech_decoder(pretrained, mixtures, part, prefixes,
+                                                                   monkeypatch):
+    # the adapted part is a fixed setting since issue 18 (the noise bias); the mechanics of the others still hold
+    monkeypatch.setattr(adaptive_module, "_ADAPT_PART", part)
+    model = _copy(pretrained).set_params(adapt_learning_rate=1e-3).adapt(mixtures)
     new, old = _weights(model.module_), _weights(pretrained.module_)
     moved = {k.split(".")[0] for k in new if not np.array_equal(new[k], old[k])}
     assert moved == prefixes
@@ -153,24 +166,30 @@ def test_adapt_part_selects_what_moves_and_never_the_speech_decoder(pretrained, 
         assert all(k.startswith("noise.2.") for k in new if not np.array_equal(new[k], old[k]))
 
 
-def test_purity_term_acts_through_the_encoder_only(pretrained, mixtures):
+def test_purity_term_acts_through_the_encoder_only(pretrained, mixtures, monkeypatch):
+    # the hinge's weight and the adapted part are fixed settings since issue 18 (0 and the noise bias)
+    assert (adaptive_module._PURITY_WEIGHT, adaptive_module._ADAPT_PART) == (0.0, "noise_bias")
     # noise parts only: M_s does not depend on them, so the hinge changes nothing
-    a = _weights(_copy(pretrained).set_params(purity_weight=0.0).adapt(mixtures).module_)
-    b = _weights(_copy(pretrained).set_params(purity_weight=5.0).adapt(mixtures).module_)
+    a = _weights(_copy(pretrained).adapt(mixtures).module_)
+    monkeypatch.setattr(adaptive_module, "_PURITY_WEIGHT", 5.0)
+    b = _weights(_copy(pretrained).adapt(mixtures).module_)
     assert _same(a, b)
     # with the encoder adapted, a large weight makes the speech estimate more speech-like to the checker
-    base = _copy(pretrained).set_params(adapt_part="encoder", adapt_learning_rate=1e-3, purity_weight=0.0)
-    pure = _copy(pretrained).set_params(adapt_part="encoder", adapt_learning_rate=1e-3, purity_weight=50.0)
-    assert pure.adapt(mixtures).adapt_history_[-1]["purity"] < base.adapt(mixtures).adapt_history_[-1]["purity"]
+    monkeypatch.setattr(adaptive_module, "_ADAPT_PART", "encoder")
+    monkeypatch.setattr(adaptive_module, "_PURITY_WEIGHT", 0.0)
+    base = _copy(pretrained).set_params(adapt_learning_rate=1e-3).adapt(mixtures)
+    monkeypatch.setattr(adaptive_module, "_PURITY_WEIGHT", 50.0)
+    pure = _copy(pretrained).set_params(adapt_learning_rate=1e-3).adapt(mixtures)
+    assert pure.adapt_history_[-1]["purity"] < base.adapt_history_[-1]["purity"]
 
 
-def test_output_rule_is_read_at_prediction_time(pretrained, mixtures):
+def test_output_rule_is_read_at_prediction_time(pretrained, mixtures, monkeypatch):
     model = _copy(pretrained)
     V = model._magnitude(mixtures[0])
     with torch.no_grad():
         m_s, m_n = (m[0].numpy() for m in model.module_.masks(torch.as_tensor(V)[None]))
     np.testing.assert_allclose(model.predict_mask(V), m_s / (m_s + m_n + 1e-6), rtol=1e-5, atol=1e-6)
-    model.set_params(output="speech")
+    monkeypatch.setattr(adaptive_module, "_OUTPUT", "speech")  # a fixed setting since issue 18 ("wiener")
     np.testing.assert_allclose(model.predict_mask(V), m_s, rtol=1e-5, atol=1e-6)
 
 
@@ -211,12 +230,14 @@ def test_adapt_and_fit_refuse_bad_inputs(pretrained, mixtures, speech, train_noi
     stereo = np.stack([mixtures[0], mixtures[0]], axis=1)
     with pytest.raises(ValueError, match="downmix=True"):
         model.adapt([stereo])
-    for name, value in [("adapt_epochs", 0), ("adapt_learning_rate", 0.0), ("purity_weight", -1.0),
-                        ("adapt_part", "speech"), ("output", "noise")]:
+    for name, value in [("adapt_epochs", 0), ("adapt_learning_rate", 0.0)]:
         with pytest.raises(ValueError, match=name):
             _copy(pretrained).set_params(**{name: value}).adapt(mixtures)
-    with pytest.raises(ValueError, match="purity_bottleneck_size"):
-        AdaptiveDAE(**{**TINY, "purity_bottleneck_size": 0}).fit(speech, train_noise)
+    with pytest.raises(ValueError, match="hidden_size"):
+        AdaptiveDAE(**{**TINY, "hidden_size": 0}).fit(speech, train_noise)
+    for name in ("purity_weight", "adapt_part", "output", "purity_bottleneck_size"):  # fixed settings (issue 18)
+        with pytest.raises(ValueError, match=f"Invalid parameter '{name}'"):
+            _copy(pretrained).set_params(**{name: 1})
     assert model.adapted_ is False  # the failed calls left it as pretrained
 
 
@@ -237,8 +258,7 @@ def test_save_load_round_trip_after_adapt(pretrained, mixtures, tmp_path):
     assert _same(_weights(loaded.adapt(mixtures).module_), _weights(model.module_))
 
 
-def test_load_refuses_damaged_adaptive_files(pretrained, tmp_path):
-    import json
+def test_load_refuses_damaged_adaptive_files(pretrained, tmp_path, monkeypatch):
 
     src = pretrained.save(tmp_path / "adae.npz")
     with np.load(src, allow_pickle=False) as npz:
@@ -251,13 +271,37 @@ def test_load_refuses_damaged_adaptive_files(pretrained, tmp_path):
         pse_nmf.load(tmp_path / "nan.npz")
     with np.load(src, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(arrays["__meta__"].tobytes().decode())
-    meta["params"]["purity_hidden_size"] = 33
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with open(tmp_path / "other.npz", "wb") as fh:
-        np.savez(fh, **arrays)
+    # a checker of another size than this pse_nmf builds (a fixed setting since issue 18)
+    monkeypatch.setattr(adaptive_module, "_PURITY_HIDDEN_SIZE", 33)
     with pytest.raises(ModelFileError, match="do not fit AdaptiveDAE's settings"):
-        pse_nmf.load(tmp_path / "other.npz")
+        pse_nmf.load(src)
+
+
+def test_files_saved_with_the_former_parameters_load(pretrained, mixtures, tmp_path):
+    """adapt_part, purity_weight, output and the checker's size became fixed settings (issue 18): files that
+    hold them at those values load; other values are refused, since the model would behave differently."""
+    import json
+
+    src = pretrained.save(tmp_path / "adae.npz")
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+
+    def old_file(name, **params):
+        m = json.loads(json.dumps(meta))
+        m["params"].update(params)
+        np.savez(tmp_path / name, __meta__=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **arrays)
+        return tmp_path / name
+
+    old = dict(adapt_part="noise_bias", purity_weight=0.0, output="wiener", purity_hidden_size=256,
+               purity_bottleneck_size=32, purity_epochs=20)  # the former defaults
+    assert AdaptiveDAE._removed_params == old
+    # (the checker's arrays are the TINY_PURITY size this file patches in, so they fit)
+    loaded = pse_nmf.load(old_file("old.npz", **old))
+    np.testing.assert_array_equal(loaded.denoise(mixtures[0]), pretrained.denoise(mixtures[0]))
+    for name, value in [("adapt_part", "encoder"), ("purity_weight", 0.5), ("output", "speech")]:
+        with pytest.raises(ModelFileError, match=f"saved with {name}=.*removed from AdaptiveDAE.*refit the model"):
+            pse_nmf.load(old_file(f"{name}.npz", **{name: value}))
 
 
 # -- learning ---------------------------------------------------------------------------------------
@@ -277,10 +321,12 @@ def test_adapting_on_mixtures_of_an_unseen_noise_type_does_not_hurt(example):
     speakers = sorted(example.speech)
     train = [y for spk in speakers[:3] for y in example.speech[spk]]
     noise = {k: v[:1] for k, v in example.noise.items() if k != "dishes"}
-    model = AdaptiveDAE(hidden_size=64, bottleneck_size=16, context=1, purity_hidden_size=64,
-                        purity_bottleneck_size=8, purity_epochs=30, max_epochs=8, learning_rate=3e-3, n_fft=256,
-                        hop_length=128, random_state=0)
-    _quiet_fit(model, train, noise)
+    with pytest.MonkeyPatch.context() as mp:  # the checker's size: fixed settings since issue 18
+        for name, value in dict(_PURITY_HIDDEN_SIZE=64, _PURITY_BOTTLENECK_SIZE=8, _PURITY_EPOCHS=30).items():
+            mp.setattr(adaptive_module, name, value)
+        model = AdaptiveDAE(hidden_size=64, bottleneck_size=16, context=1, max_epochs=8, learning_rate=3e-3, n_fft=256,
+                            hop_length=128, random_state=0)
+        _quiet_fit(model, train, noise)
     test = example.speech[speakers[3]]
     mixes = [mix_at_snr(s, example.noise["dishes"][i % 2], 0.0, random_state=i)[0] for i, s in enumerate(test)]
 

@@ -568,7 +568,7 @@ def test_stationary_noise_online_approaches_offline(example_task):
     still enhances clearly (it lags further on this mixture, whose talker
     hardly pauses: see the Known limits in OnlineNMF's docstring).
     """
-    offline = SemiSupervisedNMF(n_components=32, random_state=0, mask_power=2.0).fit(example_task.enrollment)
+    offline = SemiSupervisedNMF(n_components=32, random_state=0).fit(example_task.enrollment)
     mix = example_task.test[0]
     lead = SR  # 1 s of the same noise before the talker starts
     x = np.concatenate([mix.noise[:lead], mix.mixture]).astype(np.float32)

@@ -319,13 +319,17 @@ def test_speaker_sparsity_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.transform(X[:40]), model.transform(X[:40]))
 
 
-def test_fit_sparsity_only_changes_the_fit():
+def test_fit_sparsity_only_changes_the_fit(monkeypatch):
+    # fit_sparsity is a fixed setting since issue 18 (usm_module._FIT_SPARSITY, the class attribute); None: sparsity
+    assert USM.fit_sparsity == usm_module._FIT_SPARSITY == 1.0 and "fit_sparsity" not in USM().get_params()
     X, y, _, _ = _synthetic_speakers(n_speakers=2, n_bins=20, seed=3)
     kw = dict(n_components_per_speaker=2, n_noise_components=1, max_iter=20, random_state=0)
-    split = USM(sparsity=0.1, fit_sparsity=0.7, **kw).fit(X, y)
-    joint = USM(sparsity=0.7, fit_sparsity=None, **kw).fit(X, y)
+    monkeypatch.setattr(USM, "fit_sparsity", 0.7)
+    split = USM(sparsity=0.1, **kw).fit(X, y)
+    monkeypatch.setattr(USM, "fit_sparsity", None)
+    joint = USM(sparsity=0.7, **kw).fit(X, y)
     np.testing.assert_array_equal(split.components_, joint.components_)
-    other = USM(sparsity=0.1, fit_sparsity=None, **kw).fit(X, y)
+    other = USM(sparsity=0.1, **kw).fit(X, y)
     assert not np.allclose(other.components_, split.components_)
 
 
@@ -467,17 +471,21 @@ def _mask_of(model, X):
     return model.transform(X) / X
 
 
-def test_mask_averaging_and_smoothing_match_oracle():
+def test_mask_averaging_and_smoothing_match_oracle(monkeypatch):
     X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=11)
     kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, random_state=0)
-    raw = USM(mask_smoothing=1, **kw).fit(X, y)
+    # mask_smoothing is a fixed setting since issue 18 (usm_module._MASK_SMOOTHING, the class attribute)
+    assert USM.mask_smoothing == usm_module._MASK_SMOOTHING == 3 and USM().noise_init == "quiet"
+    monkeypatch.setattr(USM, "mask_smoothing", 1)
+    raw = USM(**kw).fit(X, y)
     speech = rng.gamma(1.0, 1.0, size=(60, 3)) @ atoms[1]
     speech[::3] = 0.0
     test = speech + 0.3 * np.outer(rng.uniform(0.5, 1.5, size=60), rng.uniform(0.1, 1.0, size=30))
-    assert USM().mask_smoothing == 3 and USM().noise_init == "quiet"
     # smoothing: the moving average of the raw mask over 3 (5) frames
     for width in (3, 5):
-        smoothed = _mask_of(clone(raw).set_params(mask_smoothing=width).fit(X, y), test)
+        monkeypatch.setattr(USM, "mask_smoothing", width)
+        smoothed = _mask_of(clone(raw).fit(X, y), test)
+        monkeypatch.setattr(USM, "mask_smoothing", 1)
         np.testing.assert_allclose(smoothed, _smooth_oracle(_mask_of(raw, test), width), rtol=1e-4, atol=1e-6)
     # averaging: the mean of the staged solve's mask and that of a plain solve of 100 iterations
     staged = _mask_of(clone(raw).set_params(noise_init="staged").fit(X, y), test)
@@ -493,8 +501,8 @@ def test_mask_averaging_and_smoothing_match_oracle():
     wave_model.fit({s: u[:1] for s, u in list(example.speech.items())[:2]})
     s_est, n_est = wave_model.separate(x)
     np.testing.assert_allclose(s_est + n_est, x, atol=1e-4)
-    with pytest.raises(ValueError, match="mask_smoothing"):
-        clone(raw).set_params(mask_smoothing=0).fit(X, y)
+    with pytest.raises(ValueError, match="Invalid parameter 'mask_smoothing'"):  # no longer a parameter
+        clone(raw).set_params(mask_smoothing=0)
     with pytest.raises(ValueError, match="noise_init"):
         clone(raw).set_params(noise_init="averaged").fit(X, y)
 
@@ -538,8 +546,8 @@ def test_n_solves_averages_the_masks_of_several_random_starts(monkeypatch):
     assert usm_module._N_SOLVES == 2
     monkeypatch.setattr(usm_module, "_N_SOLVES", 1)
     X, y, atoms, rng = _synthetic_speakers(n_speakers=2, n_bins=30, seed=12)
-    kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, mask_smoothing=1,
-              random_state=3)
+    monkeypatch.setattr(USM, "mask_smoothing", 1)
+    kw = dict(n_components_per_speaker=3, n_noise_components=2, max_iter=30, test_max_iter=15, random_state=3)
     single = USM(**kw).fit(X, y)
     speech = rng.gamma(1.0, 1.0, size=(50, 3)) @ atoms[0]
     speech[::3] = 0.0

@@ -25,9 +25,6 @@ from ..audio._stft import ratio_mask
 from . import _kernels as K
 from ._nmf import _beta_value, _factorize, _init_atoms
 
-_BETA = [Interval(numbers.Real, None, None, closed="neither"),
-         StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})]
-
 # The test-time noise recipes (``noise_init``; this library's heuristics, measured in docs/experiments/usm.md and
 # mld.md, where they appear as the former parameters quiet_noise_iter / fixed_noise_iter / unstaged_iter):
 #   "quiet"            the noise atoms start from the quietest frames and are free throughout (test_max_iter);
@@ -39,6 +36,22 @@ _BETA = [Interval(numbers.Real, None, None, closed="neither"),
 _QUIET_NOISE_ITER = 100
 _FIXED_NOISE_ITER = 50
 _PLAIN_ITER = 100
+
+# Fixed settings of the family (issue 18, lean estimators: constants, not parameters; every setting of the library
+# used these values, and the others measured lower: docs/experiments/*.md and docs/design.md under the former
+# parameter names). They are class attributes, as the neural estimators' ``spectrum_power`` is, because code
+# outside the estimators reads them (ensembles, OnlineNMF's speech_model check, file processing).
+#: frames are STFT magnitudes, |S| ** 1 (0.67 / 1.5 scored lower on USM, docs/experiments/usm.md, session 4)
+_SPECTRUM_POWER = 1.0
+#: exponent p of the ratio mask S^p / (S^p + N^p) (p=1 -> 2: +0.34 dB on SemiSupervisedNMF, design.md; p=1 / 3
+#: lower on USM, 2.5 within the noise)
+_MASK_POWER = 2.0
+#: speaker-aware estimators (USM, MLD, ExemplarNMF): the beta-divergence of every solve, Kullback-Leibler (beta 0.5
+#: scored lower on USM, session 5; they were tuned on KL only)
+_BETA_KL = 1.0
+#: speaker-aware estimators: L1 weight on the noise atoms' activations, SemiSupervisedNMF's default (noise L1 0.5 /
+#: 0.7 / 2 scored lower on USM; unpenalised noise atoms take the speech, design.md)
+_NOISE_SPARSITY = 1.0
 
 
 def _legacy_noise_init(params, default, averaging=True):
@@ -68,18 +81,20 @@ def _legacy_noise_init(params, default, averaging=True):
     return params
 
 
+def _legacy_fixed(params):
+    """An older file's ``beta="kullback-leibler"`` as the number the speaker-aware estimators now fix (1.0)."""
+    if params.get("beta") == "kullback-leibler":
+        params = {**params, "beta": _BETA_KL}
+    return params
+
+
 # constraints shared by the speaker-aware estimators (USM, MLD, ExemplarNMF)
 _COMMON_CONSTRAINTS = {
     "n_noise_components": [Interval(numbers.Integral, 1, None, closed="left")],
-    "beta": _BETA,
     "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-    "noise_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-    "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
-    "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
     "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     "noise_init": [StrOptions({"quiet", "staged", "staged-averaged"})],
-    "mask_smoothing": [Interval(numbers.Integral, 1, None, closed="left")],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
     "min_seconds": [Interval(numbers.Real, 0, None, closed="left")],
     **AUDIO_CONSTRAINTS,
@@ -164,6 +179,9 @@ class _DictionaryDenoiser(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEs
     """
 
     _fitted_arrays = ("components_",)
+    # fixed settings (module constants above; read by code outside the estimators, hence attributes)
+    spectrum_power = _SPECTRUM_POWER
+    mask_power = _MASK_POWER
 
     # -- fitting ---------------------------------------------------------------------------------
     def _enrollment(self, X, *, sr=None, downmix=False, name="speech recordings"):
@@ -274,8 +292,19 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
     ``_speech_penalty(n_components_total, groups, l1)``; ``None`` means the
     plain L1 ``sparsity`` of :class:`~pse_nmf.SemiSupervisedNMF` (exactly its
     code path). The mask may average several solves (``noise_init="staged-averaged"``,
-    USM's ``n_solves``) and be smoothed over frames (``mask_smoothing``).
+    USM's ``_N_SOLVES``) and be smoothed over ``mask_smoothing`` frames (a
+    fixed setting of each subclass).
     """
+
+    # fixed settings of the speaker-aware estimators (module constants above)
+    beta = _BETA_KL
+    noise_sparsity = _NOISE_SPARSITY
+    #: width in frames of the moving average of the speech mask (1: none); each subclass fixes its own
+    mask_smoothing = 1
+    #: removed parameters (issue 18) and the values the estimators now always use; old model files holding them at
+    #: these values load, others are refused (pse_nmf._persistence._upgrade_params)
+    _FIXED_PARAMS = {"beta": _BETA_KL, "noise_sparsity": _NOISE_SPARSITY, "spectrum_power": _SPECTRUM_POWER,
+                     "mask_power": _MASK_POWER}
 
     # -- test time --------------------------------------------------------------------------------
     def _speech_penalty(self, n_components, groups, l1):
@@ -327,7 +356,7 @@ class _SpeechDictionaryEnhancer(_DictionaryDenoiser):
         """Speech mask (n_frames, n_bins) of non-negative frames ``V``.
 
         The ratio mask (exponent ``mask_power``) of one solve's models, or the
-        mean of several solves' masks (``noise_init="staged-averaged"``, USM's ``n_solves``),
+        mean of several solves' masks (``noise_init="staged-averaged"``, USM's ``_N_SOLVES``),
         smoothed over ``mask_smoothing`` frames.
         """
         average = self.noise_init == "staged-averaged"

@@ -10,9 +10,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._persistence import register_estimator
-from ._base import _COMMON_CONSTRAINTS, _is_audio, _legacy_noise_init, _SpeechDictionaryEnhancer
+from ._base import _COMMON_CONSTRAINTS, _is_audio, _legacy_fixed, _legacy_noise_init, _SpeechDictionaryEnhancer
 
 __all__ = ["ExemplarNMF"]
+
+# Fixed heuristics (issue 18: constants, not parameters; the library never set other values):
+#: frames more than this many dB below the loudest training frame are not candidate exemplars (formerly silence_db)
+_SILENCE_DB = -50.0
+#: neighbours per frame of the "mpq" selection's density estimate (formerly n_neighbors)
+_N_NEIGHBORS = 10
 
 
 def _select_random(U, m, rng):
@@ -114,7 +120,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         frames (see :func:`_select_mpq`); building the graph costs
         :math:`O(n^2 F)` for ``n`` training frames.
 
-    Frames more than ``silence_db`` below the loudest training frame are
+    Frames more than 50 dB (``_SILENCE_DB``) below the loudest training frame are
     never exemplars. With tens of thousands of exemplars the test input is
     processed in chunks of ``chunk_size`` frames, and each chunk is
     factorized on only the exemplars nearest (by cosine similarity) its
@@ -124,29 +130,27 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     ``chunk_size * (n_exemplars + n_candidates)`` numbers, whatever the
     input's length. ``n_candidates=None`` uses all exemplars.
 
+    Fixed settings (issue 18, as :class:`~pse_nmf.USM`'s): Kullback-Leibler
+    divergence on STFT magnitudes, mask exponent 2, L1 1 on the noise
+    activations, no smoothing of the mask over frames; 10 neighbours per
+    frame in the ``"mpq"`` graph (``_N_NEIGHBORS``). Read-only class
+    attributes ``beta``, ``spectrum_power``, ``mask_power``,
+    ``noise_sparsity``, ``mask_smoothing``.
+
     Parameters
     ----------
     n_exemplars : int, default=2000
         Exemplars to keep (fewer if there are fewer non-silent frames).
     selection : {"random", "kmedoids", "mpq"}, default="random"
-    n_neighbors : int, default=10
-        Neighbours per frame in the ``"mpq"`` graph.
-    silence_db : float, default=-50.0
-        Frames quieter than this, relative to the loudest, are not exemplars.
     n_noise_components : int, default=8
         Noise atoms learned on each input (started, as
         :class:`~pse_nmf.SemiSupervisedNMF`'s, from the quietest frames).
     sparsity : float, default=1.0
         :math:`\lambda`, L1 weight on the exemplars' activations.
-    noise_sparsity : float, default=1.0
-        L1 weight on the noise activations.
     chunk_size : int, default=512
         Frames factorized together at test time.
     n_candidates : int or None, default=512
         Most exemplars used per chunk (None: all).
-    beta : float or str, default=1.0
-    spectrum_power : float, default=1.0
-    mask_power : float, default=2.0
     test_max_iter : int, default=100
         Iterations at test time (with the staged noise updates below, the
         last stage's).
@@ -158,10 +162,6 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         held, then ``test_max_iter`` free; ``"staged-averaged"`` also
         averages the mask with that of a plain 100-iteration solve. The
         stages are off by default here (``docs/experiments/exemplar.md``).
-    mask_smoothing : int, default=1
-        Width in frames of a moving average over time of the speech mask
-        (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none,
-        not measured for exemplars).
     tol : float, default=1e-4
     min_seconds : float, default=3.0
         Fewest seconds of speech ``fit`` accepts from recordings (frames
@@ -207,38 +207,31 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         **{k: v for k, v in _COMMON_CONSTRAINTS.items() if k != "max_iter"},
         "n_exemplars": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"random", "kmedoids", "mpq"})],
-        "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
-        "silence_db": [Interval(numbers.Real, None, 0, closed="right")],
         "chunk_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_candidates": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
     _fitted_scalars = ("n_exemplars_", "n_features_in_")
+    # issue 18: fixed settings, no longer parameters; files holding them at these values load, others are refused.
+    # mask_smoothing stays 1 (the family base's): smoothing was never measured on ExemplarNMF
+    _removed_params = {**_SpeechDictionaryEnhancer._FIXED_PARAMS, "mask_smoothing": 1, "silence_db": _SILENCE_DB,
+                       "n_neighbors": _N_NEIGHBORS}
 
     @classmethod
     def _legacy_params(cls, params):
         # issue 18: quiet_noise_iter / fixed_noise_iter / unstaged_iter became noise_init
-        return _legacy_noise_init(params, default=(0, 0, 0))
+        return _legacy_noise_init(_legacy_fixed(params), default=(0, 0, 0))
 
-    def __init__(self, n_exemplars=2000, *, selection="random", n_neighbors=10, silence_db=-50.0,
-                 n_noise_components=8, sparsity=1.0, noise_sparsity=1.0, chunk_size=512, n_candidates=512, beta=1.0,
-                 spectrum_power=1.0, mask_power=2.0, test_max_iter=100, noise_init="quiet", mask_smoothing=1,
-                 tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
-                 random_state=None, n_threads=None, verbose=0):
+    def __init__(self, n_exemplars=2000, *, selection="random", n_noise_components=8, sparsity=1.0, chunk_size=512,
+                 n_candidates=512, test_max_iter=100, noise_init="quiet", tol=1e-4, min_seconds=3.0, sr=16000,
+                 n_fft=1024, hop_length=256, random_state=None, n_threads=None, verbose=0):
         self.n_exemplars = n_exemplars
         self.selection = selection
-        self.n_neighbors = n_neighbors
-        self.silence_db = silence_db
         self.n_noise_components = n_noise_components
         self.sparsity = sparsity
-        self.noise_sparsity = noise_sparsity
         self.chunk_size = chunk_size
         self.n_candidates = n_candidates
-        self.beta = beta
-        self.spectrum_power = spectrum_power
-        self.mask_power = mask_power
         self.test_max_iter = test_max_iter
         self.noise_init = noise_init
-        self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds
         self.sr = sr
@@ -273,7 +266,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         norms = np.linalg.norm(V.astype(np.float64), axis=1)
         if not np.any(norms > 0):
             raise ValueError("the training speech is silent (all zeros): nothing to learn from")
-        keep = norms > norms.max() * 10.0 ** (self.silence_db / 20.0)
+        keep = norms > norms.max() * 10.0 ** (_SILENCE_DB / 20.0)
         U = (V[keep] / norms[keep, None].astype(V.dtype)).astype(V.dtype)
         m = min(int(self.n_exemplars), U.shape[0])
         rng = check_random_state(self.random_state)
@@ -282,7 +275,7 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
         elif self.selection == "kmedoids":
             chosen = np.arange(U.shape[0]) if m == U.shape[0] else _select_kmedoids(U, m, rng)
         else:
-            chosen = _select_mpq(U, m, self.n_neighbors)
+            chosen = _select_mpq(U, m, _N_NEIGHBORS)
         self.components_ = np.ascontiguousarray(U[chosen])
         self.n_exemplars_ = int(self.components_.shape[0])
         return self

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._persistence import ModelFileError, register_estimator
-from ._base import _COMMON_CONSTRAINTS, _is_audio, _legacy_noise_init, _SpeechDictionaryEnhancer
+from ._base import _COMMON_CONSTRAINTS, _is_audio, _legacy_fixed, _legacy_noise_init, _SpeechDictionaryEnhancer
 from ._nmf import _warn_not_converged
 from ._penalties import BlockPenalty
 
@@ -21,6 +21,9 @@ __all__ = ["MLD"]
 #: epsilon of the per-frame log block penalty, on the scale of mean-normalised data (issue 18: a constant, formerly
 #: the parameter block_eps, never set otherwise by the library)
 _BLOCK_EPS = 1.0
+#: width in frames of the moving average of the speech mask (formerly mask_smoothing; 3 frames: personal MLD 7.04 ->
+#: 7.22 dB on the benchmark, docs/experiments/mld.md, session 3)
+_MASK_SMOOTHING = 3
 
 
 def _cluster_frames(V, n_clusters, rng):
@@ -63,7 +66,13 @@ class MLD(_SpeechDictionaryEnhancer):
     multiplicative update as :class:`USM`'s (:math:`\lambda/(\epsilon +
     \|A_{tg}\|_1)` joins the denominator of the entries of frame ``t``, block
     ``g``). :math:`\mu` is ``sparsity`` (plain L1 on the
-    speech activations; ``noise_sparsity`` on the noise ones).
+    speech activations; L1 1 on the noise ones).
+
+    Fixed settings (issue 18, as :class:`USM`'s): Kullback-Leibler divergence
+    on STFT magnitudes, mask exponent 2, L1 1 on the noise activations, the
+    speech mask averaged over 3 frames (``_MASK_SMOOTHING``); read-only class
+    attributes ``beta``, ``spectrum_power``, ``mask_power``,
+    ``noise_sparsity``, ``mask_smoothing``.
 
     Fitting one speaker's recordings gives a personal model; fitting a
     mapping speaker -> recordings pools all speakers' frames (a universal
@@ -101,15 +110,9 @@ class MLD(_SpeechDictionaryEnhancer):
         :math:`\lambda`, weight of the per-frame block penalty
         (:math:`\epsilon = 1` on the scale of mean-normalised data, fixed:
         ``_BLOCK_EPS``).
-    beta : float or str, default=1.0
     sparsity : float, default=1.0
         :math:`\mu`, L1 weight on the speech activations (fitting and test
         time).
-    noise_sparsity : float, default=1.0
-        L1 weight on the noise activations at test time (without it the
-        free noise atoms take the speech).
-    spectrum_power : float, default=1.0
-    mask_power : float, default=2.0
     max_iter : int, default=200
         Iterations per local dictionary when fitting.
     test_max_iter : int, default=30
@@ -121,9 +124,6 @@ class MLD(_SpeechDictionaryEnhancer):
         with every atom held (activations only), before ``test_max_iter``
         iterations with the noise atoms free; ``"quiet"`` starts them from
         the quietest frames, free throughout.
-    mask_smoothing : int, default=3
-        Width in frames of a moving average over time of the speech mask
-        (as :class:`~pse_nmf.USM`'s; this library's heuristic; 1: none).
     tol : float, default=1e-4
     min_seconds : float, default=3.0
         Fewest seconds of speech ``fit`` accepts from recordings (frames
@@ -183,32 +183,28 @@ class MLD(_SpeechDictionaryEnhancer):
     # hold unstaged_iter=0 still load. The staged-noise knobs became noise_init. The block penalty is always the log
     # one: the "l2" form was never measured on MLD, and on USM the group lasso scored far lower (1.33 against
     # 4.5 dB, docs/experiments/usm.md)
-    _removed_params = {"unstaged_iter": 0, "block_penalty": "log", "block_eps": _BLOCK_EPS}
+    _removed_params = {"unstaged_iter": 0, "block_penalty": "log", "block_eps": _BLOCK_EPS,
+                       **_SpeechDictionaryEnhancer._FIXED_PARAMS, "mask_smoothing": _MASK_SMOOTHING}
+    mask_smoothing = _MASK_SMOOTHING  # a fixed setting (module constant)
 
     @classmethod
     def _legacy_params(cls, params):
-        return _legacy_noise_init(params, default=(100, 50), averaging=False)
+        return _legacy_noise_init(_legacy_fixed(params), default=(100, 50), averaging=False)
     _fitted_scalars = ("n_iter_", "n_features_in_")
 
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8,
-                 block_sparsity=1.0, beta=1.0, sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0,
-                 mask_power=2.0, max_iter=200, test_max_iter=30, noise_init="staged",
-                 mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
+                 block_sparsity=1.0, sparsity=1.0, max_iter=200, test_max_iter=30, noise_init="staged",
+                 tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
                  random_state=None, n_threads=None,
                  verbose=0):
         self.n_dictionaries = n_dictionaries
         self.n_components_per_dictionary = n_components_per_dictionary
         self.n_noise_components = n_noise_components
         self.block_sparsity = block_sparsity
-        self.beta = beta
         self.sparsity = sparsity
-        self.noise_sparsity = noise_sparsity
-        self.spectrum_power = spectrum_power
-        self.mask_power = mask_power
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
         self.noise_init = noise_init
-        self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds
         self.sr = sr

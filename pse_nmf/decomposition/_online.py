@@ -24,6 +24,7 @@ from ..audio._io import _atomic_write, _check_readable, check_waveform, resample
 from ..audio._mixin import AUDIO_CONSTRAINTS, AudioMixin, is_recordings
 from ..audio._stream import StreamingSTFT
 from . import _kernels as K
+from ._base import _MASK_POWER, _SPECTRUM_POWER
 from ._nmf import L1Penalty, _factorize, _init_atoms, _solve, _warn_not_converged, beta_divergence
 from ._online_kernels import dc_block, ingest_frame, pending_masks, replace_atoms, speech_mask
 
@@ -241,6 +242,10 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     input; :meth:`denoise_file` enhances files of any length in constant
     memory.
 
+    Frames are STFT magnitudes and the mask exponent is 2, as in the rest of
+    the family (fixed since issue 18: read-only class attributes
+    ``spectrum_power`` and ``mask_power``).
+
     Parameters
     ----------
     n_components : int, default=64
@@ -272,10 +277,6 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         and the noise atoms) per frame; 0 keeps the seeded atoms.
     replace_every : int, default=8
         Re-seed the least used noise atoms every this many frames (0: never).
-    spectrum_power : float, default=1.0
-        Frames are ``|STFT| ** spectrum_power``.
-    mask_power : float, default=2.0
-        Exponent ``p`` of the soft mask.
     max_iter : int, default=200
         Iterations of the speech dictionary fit.
     tol : float, default=1e-4
@@ -346,8 +347,6 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         "n_frame_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_window_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "replace_every": [Interval(numbers.Integral, 0, None, closed="left")],
-        "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
-        "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         **AUDIO_CONSTRAINTS,
@@ -357,10 +356,14 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
     # issue 18: n_iter (per frame) and n_iter_ (the speech fit) meant different things; the heuristics are constants
     _renamed_params = {"n_iter": "n_frame_iter", "n_dict_iter": "n_window_iter"}
     _removed_params = {"warm_start": _WARM_START, "update_every": _UPDATE_EVERY, "n_replace": _N_REPLACE,
-                       "replace_recent": _REPLACE_RECENT}
+                       "replace_recent": _REPLACE_RECENT, "spectrum_power": _SPECTRUM_POWER, "mask_power": _MASK_POWER}
+    # fixed settings of the dictionary family (pse_nmf.decomposition._base); read as attributes by the mask kernels
+    # and by the speech_model check
+    spectrum_power = _SPECTRUM_POWER
+    mask_power = _MASK_POWER
 
     def __init__(self, n_components=64, *, n_noise_components=8, speech_model=None, sparsity=1.0, buffer_size=96,
-                 lookahead=0, n_frame_iter=8, n_window_iter=1, replace_every=8, spectrum_power=1.0, mask_power=2.0,
+                 lookahead=0, n_frame_iter=8, n_window_iter=1, replace_every=8,
                  max_iter=200, tol=1e-4, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
                  verbose=0):
         self.n_components = n_components
@@ -372,8 +375,6 @@ class OnlineNMF(AudioMixin, ModelIOMixin, BaseEstimator):
         self.n_frame_iter = n_frame_iter
         self.n_window_iter = n_window_iter
         self.replace_every = replace_every
-        self.spectrum_power = spectrum_power
-        self.mask_power = mask_power
         self.max_iter = max_iter
         self.tol = tol
         self.sr = sr

@@ -12,7 +12,7 @@ from .._persistence import register_estimator
 from ..audio._mixin import AUDIO_CONSTRAINTS, is_recordings
 from ..audio._stft import ratio_mask
 from . import _kernels as K
-from ._base import _DictionaryDenoiser
+from ._base import _MASK_POWER, _SPECTRUM_POWER, _DictionaryDenoiser
 from ._nmf import (
     _beta_value,
     _factorize,
@@ -41,7 +41,10 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     with ``D_s`` held fixed and the other source's atoms ``D_n`` (unit L2
     norm) learned on the input itself. The speech estimate is the mixture
     STFT times the mask :math:`M = S^p / (S^p + N^p)` with
-    :math:`S = A_s D_s`, :math:`N = A_n D_n`. With ``known="noise"`` the roles
+    :math:`S = A_s D_s`, :math:`N = A_n D_n`, on STFT magnitudes, with
+    :math:`p = 2` (both fixed for the family since issue 18: the read-only
+    class attributes ``spectrum_power`` and ``mask_power``; ``docs/design.md``
+    has the measurements). With ``known="noise"`` the roles
     are mirrored: ``fit`` learns a noise dictionary and speech is learned at
     test time.
 
@@ -76,10 +79,6 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     noise_sparsity : float, default=1.0
         L1 weight on the activations of the atoms learned at test time (the
         noise atoms with ``known="speech"``).
-    spectrum_power : float, default=1.0
-        Frames are ``|STFT| ** spectrum_power`` (1 magnitude, 2 power).
-    mask_power : float, default=2.0
-        Exponent ``p`` of the soft mask.
     max_iter : int, default=200
         Iterations when fitting the dictionary.
     test_max_iter : int, default=100
@@ -146,8 +145,6 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
                  StrOptions({"itakura-saito", "kullback-leibler", "frobenius", "euclidean"})],
         "sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "noise_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
-        "spectrum_power": [Interval(numbers.Real, 0, None, closed="neither")],
-        "mask_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "test_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -158,9 +155,11 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
     _fitted_scalars = ("n_iter_", "reconstruction_err_", "n_features_in_")
     # issue 18: one name for the atoms learned at test time across the family; model files keep loading
     _renamed_params = {"n_test_components": "n_noise_components", "test_sparsity": "noise_sparsity"}
+    # fixed settings of the family (class attributes of _DictionaryDenoiser); files at these values load
+    _removed_params = {"spectrum_power": _SPECTRUM_POWER, "mask_power": _MASK_POWER}
 
     def __init__(self, n_components=64, *, n_noise_components=8, known="speech", beta=1.0, sparsity=1.0,
-                 noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200, test_max_iter=100, tol=1e-3,
+                 noise_sparsity=1.0, max_iter=200, test_max_iter=100, tol=1e-3,
                  min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None, n_threads=None,
                  verbose=0):
         self.n_components = n_components
@@ -169,8 +168,6 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
         self.beta = beta
         self.sparsity = sparsity
         self.noise_sparsity = noise_sparsity
-        self.spectrum_power = spectrum_power
-        self.mask_power = mask_power
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
         self.tol = tol

@@ -21,6 +21,7 @@ from .._persistence import ModelFileError, register_estimator
 from ._base import (
     _COMMON_CONSTRAINTS,
     _is_audio,
+    _legacy_fixed,
     _legacy_noise_init,
     _SpeechDictionaryEnhancer,
 )
@@ -37,6 +38,10 @@ _BLOCK_EPS = 1.0
 _FRAME_BLOCK_SPARSITY = 1.0
 #: solves from different random starts whose masks are averaged
 _N_SOLVES = 2
+#: L1 weight on the activations when the speaker blocks are fitted (0.5 / 2 scored lower, session 4)
+_FIT_SPARSITY = 1.0
+#: width in frames of the moving average of the speech mask (1 / 5 frames scored lower, session 3)
+_MASK_SMOOTHING = 3
 
 
 def _is_speaker_lists(X):
@@ -81,8 +86,8 @@ class USM(_SpeechDictionaryEnhancer):
     \log(\epsilon + \|A_{tg}\|_1)` (this library's addition:
     few speakers over the input, few blocks in each frame). :math:`\mu` is
     ``sparsity``, a plain L1
-    term on the speech activations (also used when fitting the blocks; the
-    noise activations get ``noise_sparsity``). The noise atoms start as
+    term on the speech activations at test time (the blocks are fitted with
+    L1 1, ``_FIT_SPARSITY``; the noise activations get L1 1). The noise atoms start as
     :class:`~pse_nmf.SemiSupervisedNMF`'s test-time atoms do. The input is
     divided by its mean first, so all weights are scale-free.
 
@@ -95,7 +100,15 @@ class USM(_SpeechDictionaryEnhancer):
     another, and the mean of two masks is steadier)
     (and, with ``noise_init="staged-averaged"``, with the mask of a second
     solve per start)
-    and over ``mask_smoothing`` neighbouring frames.
+    and over 3 neighbouring frames (``_MASK_SMOOTHING``), with :math:`p = 2`.
+
+    Fixed settings (issue 18; the measurements are in
+    ``docs/experiments/usm.md``): Kullback-Leibler divergence on STFT
+    magnitudes, mask exponent 2, L1 1 on the noise activations and when
+    fitting the blocks, a 3-frame mask average. They are module constants of
+    :mod:`pse_nmf.decomposition._base` and ``_usm``, and read-only class
+    attributes (``beta``, ``spectrum_power``, ``mask_power``,
+    ``noise_sparsity``, ``fit_sparsity``, ``mask_smoothing``).
 
     Training data: ``fit(speakers)`` with
 
@@ -134,19 +147,8 @@ class USM(_SpeechDictionaryEnhancer):
         ``block_sparsity`` (e.g. ``{"me": 0.0}`` leaves a personal block
         added by :meth:`personalize` unpenalised, so the universal blocks
         only fill in what it lacks).
-    beta : float or str, default=1.0
-        Beta-divergence (1 = KL, on magnitudes).
     sparsity : float, default=0.5
-        :math:`\mu`: L1 weight on the speech activations at test time (and
-        when fitting the blocks if ``fit_sparsity`` is None).
-    fit_sparsity : float or None, default=1.0
-        L1 weight on the activations when fitting the speaker blocks
-        (:meth:`fit`, :meth:`personalize`); None: ``sparsity``.
-    noise_sparsity : float, default=1.0
-        L1 weight on the noise atoms' activations at test time.
-    spectrum_power : float, default=1.0
-        Frames are ``|STFT| ** spectrum_power``.
-    mask_power : float, default=2.0
+        :math:`\mu`: L1 weight on the speech activations at test time.
     max_iter : int, default=200
         Iterations per speaker block when fitting.
     test_max_iter : int, default=35
@@ -165,11 +167,6 @@ class USM(_SpeechDictionaryEnhancer):
         wins at high SNR, the plain one at low SNR and on transient noises
         that never reach the quiet frames); costs a second solve. The
         few-shot setting uses it, the zero-shot default does not.
-    mask_smoothing : int, default=3
-        Width in frames of a moving average over time of the speech mask
-        (edges repeated; 1: none). This library's heuristic: the per-frame
-        activations are noisy estimates and neighbouring frames of speech
-        are alike.
     tol : float, default=1e-4
     min_seconds : float, default=3.0
         Fewest seconds of speech ``fit`` (all speakers together) and
@@ -237,23 +234,25 @@ class USM(_SpeechDictionaryEnhancer):
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
         "active_speakers": [list, None],
         "speaker_sparsity": [dict, None],
-        "fit_sparsity": [Interval(numbers.Real, 0, None, closed="left"), None],
     }
     _fitted_scalars = ("speakers_", "block_sizes_", "n_iter_", "n_features_in_")
     # issue 18: the staged-noise knobs became noise_init; the block penalty is always the log one (the group lasso
     # and plain L1 scored lower, docs/experiments/usm.md)
     _removed_params = {"block_penalty": "log", "block_eps": _BLOCK_EPS, "frame_block_sparsity": _FRAME_BLOCK_SPARSITY,
-                       "n_solves": _N_SOLVES}
+                       "n_solves": _N_SOLVES, **_SpeechDictionaryEnhancer._FIXED_PARAMS,
+                       "fit_sparsity": _FIT_SPARSITY, "mask_smoothing": _MASK_SMOOTHING}
+    # fixed settings (module constants above; _SpeechDictionaryEnhancer has the family's)
+    fit_sparsity = _FIT_SPARSITY
+    mask_smoothing = _MASK_SMOOTHING
 
     @classmethod
     def _legacy_params(cls, params):
-        return _legacy_noise_init(params, default=(0, 0, 0))
+        return _legacy_noise_init(_legacy_fixed(params), default=(0, 0, 0))
 
     def __init__(self, n_components_per_speaker=16, *, n_noise_components=8, block_sparsity=3.0,
-                 active_speakers=None, speaker_sparsity=None, beta=1.0,
-                 sparsity=0.5, fit_sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200,
+                 active_speakers=None, speaker_sparsity=None, sparsity=0.5, max_iter=200,
                  test_max_iter=35, noise_init="quiet",
-                 mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
+                 tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
                  n_threads=None,
                  verbose=0):
         self.n_components_per_speaker = n_components_per_speaker
@@ -261,16 +260,10 @@ class USM(_SpeechDictionaryEnhancer):
         self.block_sparsity = block_sparsity
         self.active_speakers = active_speakers
         self.speaker_sparsity = speaker_sparsity
-        self.beta = beta
         self.sparsity = sparsity
-        self.fit_sparsity = fit_sparsity
-        self.noise_sparsity = noise_sparsity
-        self.spectrum_power = spectrum_power
-        self.mask_power = mask_power
         self.max_iter = max_iter
         self.test_max_iter = test_max_iter
         self.noise_init = noise_init
-        self.mask_smoothing = mask_smoothing
         self.tol = tol
         self.min_seconds = min_seconds
         self.sr = sr
