@@ -24,7 +24,7 @@ import numpy as np
 
 import pse_nmf
 from pse_nmf.metrics import si_sdr
-from _common import DEFAULT_DATA, check_data
+from _common import DEFAULT_DATA, add_quiet_argument, check_data, progress
 
 SPEAKERS = ["so762_0003", "so762_0053", "so762_0560", "so762_0736"]
 DURATIONS = [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0]
@@ -36,6 +36,7 @@ def main():
     parser.add_argument("--n-components", type=int, default=64)
     parser.add_argument("--estimator", default="SemiSupervisedNMF",
                         choices=["SemiSupervisedNMF", "MLD", "ExemplarNMF", "USM"])
+    add_quiet_argument(parser)
     args = parser.parse_args()
     data = check_data(args.data)
     warnings.simplefilter("ignore")  # grey-zone and convergence warnings: the point is to measure them
@@ -45,7 +46,7 @@ def main():
         speech = pse_nmf.datasets.load_recordings(data / "speech")
         others = {spk: [np.concatenate(clips)[: 10 * 16000]] for spk, clips in speech.items() if spk not in SPEAKERS}
         universal = pse_nmf.USM(random_state=0).fit(others)
-    for spk in SPEAKERS:
+    for spk in progress(SPEAKERS, "speakers", quiet=args.quiet):
         task = pse_nmf.datasets.make_personalization_task(data / "speech", data / "noise", spk, enroll_seconds=30,
                                                  snrs=(0, 5), n_test=3, random_state=0)
         enroll = np.concatenate(task.enrollment)
