@@ -171,12 +171,16 @@ class USM(_SpeechDictionaryEnhancer):
         activations are noisy estimates and neighbouring frames of speech
         are alike.
     tol : float, default=1e-4
-    min_seconds : float, default=3.0
+    min_seconds : float, default=2.0
         Fewest seconds of speech ``fit`` (all speakers together) and
         ``personalize`` (the enrollment) accept from recordings (frames carry
         no duration): below it they raise ``ValueError``, below 10 s they warn
-        (``UserWarning``); 0 opts out of the error. The threshold is
-        SemiSupervisedNMF's measured one (``benchmarks/enrollment.py``).
+        (``UserWarning``); 0 opts out of the error. Measured on
+        ``personalize(..., mode="few-shot")``: below 2 s of enrollment the
+        model enhances worse than the noisy input on average (1 s: -1.1 dB
+        SI-SDR improvement, 2 s: +0.9 dB; the universal blocks carry it
+        further than SemiSupervisedNMF's 3 s). ``benchmarks/enrollment.py
+        --estimator USM``; figures in ``docs/experiments/enrollment.md``.
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
     n_threads : int or None
@@ -259,7 +263,7 @@ class USM(_SpeechDictionaryEnhancer):
                  active_speakers=None, speaker_sparsity=None, beta=1.0,
                  sparsity=0.5, fit_sparsity=1.0, noise_sparsity=1.0, spectrum_power=1.0, mask_power=2.0, max_iter=200,
                  test_max_iter=35, noise_init="quiet",
-                 mask_smoothing=3, tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
+                 mask_smoothing=3, tol=1e-4, min_seconds=2.0, sr=16000, n_fft=1024, hop_length=256, random_state=None,
                  n_threads=None, n_jobs=None,
                  verbose=0):
         self.n_components_per_speaker = n_components_per_speaker
