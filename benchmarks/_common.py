@@ -138,6 +138,36 @@ def derived_seeds(seed, n, stream=0):
     return [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=n)]
 
 
+# -- progress ---------------------------------------------------------------------------------------------
+def add_quiet_argument(parser):
+    """Give a benchmark's ``parser`` the ``--quiet`` flag that turns its progress bars off."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr is not a "
+                                                               "terminal)")
+
+
+def progress(items, desc, *, total=None, quiet=False):
+    """Iterate ``items`` with a tqdm bar on stderr, or plainly with ``quiet`` or when stderr is not a terminal.
+
+    The one progress helper of the benchmarks: each long loop (over targets,
+    mixtures, files, repeats) goes through it, with ``quiet=args.quiet``. The
+    bar is not left behind (``leave=False``), so the printed tables stay as
+    they were; tqdm's text bar, not ``tqdm.auto`` (which wants ipywidgets in
+    notebooks).
+    """
+    if quiet or not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency of pse_nmf, but a bar is not worth failing for
+        return items
+    if total is None:
+        try:
+            total = len(items)
+        except TypeError:
+            total = None
+    return tqdm(items, desc=desc, total=total, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
 # -- timing -----------------------------------------------------------------------------------------------
 def timed(fn, *args, **kwargs):
     """Call ``fn`` and return ``(result, wall seconds)`` measured with ``time.perf_counter``."""

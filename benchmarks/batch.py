@@ -35,20 +35,14 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, check_data, format_machine_info, machine_info, take_seconds  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_DATA, add_quiet_argument, check_data, format_machine_info, machine_info, progress, take_seconds,
+)
 
 SR = 16000
 
 
-def _progress(items, desc):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, leave=False, disable=None)
-
-
-def make_corpus(data, folder, n_files, seconds, seed):
+def make_corpus(data, folder, n_files, seconds, seed, quiet=False):
     from pse_nmf import SemiSupervisedNMF
     from pse_nmf.audio import read_audio, write_audio
     from pse_nmf.datasets import list_recordings, mix_at_snr
@@ -64,7 +58,7 @@ def make_corpus(data, folder, n_files, seconds, seed):
     noisy = folder / "noisy"
     noisy.mkdir()
     files = []
-    for i in _progress(range(n_files), "mixtures"):
+    for i in progress(range(n_files), "mixtures", quiet=quiet):
         parts, total = [], 0
         while total < seconds * SR:
             u = utterances[rng.integers(len(utterances))]
@@ -105,12 +99,13 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dask", action="store_true", help="also run on a local Dask cluster (--scheduler)")
     ap.add_argument("--seed", type=int, default=0)
+    add_quiet_argument(ap)
     args = ap.parse_args()
     data = check_data(args.data)
     print(format_machine_info(machine_info()))
     with tempfile.TemporaryDirectory(prefix="pse_nmf_batch_") as tmp:
         tmp = Path(tmp)
-        model, files = make_corpus(data, tmp, args.files, args.seconds, args.seed)
+        model, files = make_corpus(data, tmp, args.files, args.seconds, args.seed, args.quiet)
         audio = sum(sf.info(str(f)).duration for f in files)
         print(f"{len(files)} files, {audio:.0f} s of audio; load average before: {os.getloadavg()}")
         runs = {"serial (--jobs 1)": ["--jobs", "1"], f"--jobs {args.jobs}": ["--jobs", str(args.jobs)]}
@@ -123,7 +118,7 @@ def main():
             runs[f"dask, {args.jobs} workers"] = ["--scheduler", cluster.scheduler_address, "--jobs", "-1"]
         best = {}
         try:
-            for r in _progress(range(args.repeats), "repeats"):
+            for r in progress(range(args.repeats), "repeats", quiet=args.quiet):
                 for label, extra in runs.items():
                     out = tmp / f"out_{len(best)}_{r}_{abs(hash(label))}"
                     elapsed = run_cli(model, files, out, extra)

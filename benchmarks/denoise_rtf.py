@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import add_quiet_argument, progress  # noqa: E402
 
 _IMPORT = "import time; t0 = time.perf_counter(); import pse_nmf; print(time.perf_counter() - t0)"
 
@@ -67,14 +69,15 @@ def main(argv=None):
     p.add_argument("--import-reps", type=int, default=5, help="fresh interpreters per checkout [5]")
     p.add_argument("--rtf-rounds", type=int, default=3, help="fresh interpreters for the RTF [3]")
     p.add_argument("--reps", type=int, default=5, help="timed denoise calls per estimator and round [5]")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     repos = [r.resolve() for r in args.repos]
     imports = {r: [] for r in repos}
-    for _ in range(args.import_reps):
+    for _ in progress(range(args.import_reps), "import timings", quiet=args.quiet):
         for r in repos:
             imports[r].append(float(_run(r, _IMPORT)))
     rtfs = {r: [] for r in repos}
-    for _ in range(args.rtf_rounds):
+    for _ in progress(range(args.rtf_rounds), "RTF rounds", quiet=args.quiet):
         for r in repos:  # each checkout's own speed.py set-up (its imports match its package)
             rtfs[r].append(json.loads(_run(r, _RTF.format(bench=str(r / "benchmarks"), reps=args.reps))))
     for r in repos:

@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     check_data,
     ci95,
     derived_seeds,
@@ -97,7 +99,8 @@ def run(args):
 
     rows, weights = [], {}
     rnn = pse_nmf.RNNoiseEnhancer()
-    for k, (spk, seed) in enumerate(zip(targets, derived_seeds(args.seed, len(targets), stream=0))):
+    pairs = list(zip(targets, derived_seeds(args.seed, len(targets), stream=0)))
+    for k, (spk, seed) in enumerate(progress(pairs, "targets", quiet=args.quiet)):
         t0 = time.perf_counter()
         task, valid = tasks(data, even, odd, spk, args, seed)
         nmf = pse_nmf.SemiSupervisedNMF(random_state=args.seed).fit(task.enrollment)
@@ -172,6 +175,7 @@ def parse_args(argv=None):
     p.add_argument("--n-test", type=int, default=4, help="test utterances per target [default 4]")
     p.add_argument("--n-valid", type=int, default=4, help="validation utterances per target [default 4]")
     p.add_argument("--enroll-seconds", type=float, default=30.0, help="SSNMF enrollment [default 30]")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     if args.n_test < 1 or args.n_valid < 1:
         p.error("--n-test and --n-valid must be at least 1")

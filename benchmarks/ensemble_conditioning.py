@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, check_data, derived_seeds, parse_speakers, read_speakers  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_DATA, add_quiet_argument, check_data, derived_seeds, parse_speakers, progress, read_speakers,
+)
 from neural import SR, _teacher, make_task, split_noise, torch  # noqa: E402
 from selection import validation_mixtures  # noqa: E402
 
@@ -51,11 +53,6 @@ def collect(args):
     """Per mixture: the SI-SDRi curve over GRID and the no-reference features."""
     from pse_nmf.neural import pretrained
 
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        def tqdm(x, **_):
-            return x
     torch.set_num_threads(1)
     data = check_data(args.data)
     speakers = read_speakers(data)
@@ -63,8 +60,8 @@ def collect(args):
     train_noise, test_noise = split_noise(data)
     generalist, snr = pretrained("generalist"), pretrained("snr")
     rows = []
-    for spk, seed in tqdm(list(zip(targets, derived_seeds(args.seed, len(targets), stream=0))), desc="targets",
-                          disable=None):
+    for spk, seed in progress(list(zip(targets, derived_seeds(args.seed, len(targets), stream=0))), "targets",
+                              quiet=args.quiet):
         task, _ = make_task(data, test_noise, spk, args.n_test, 0.0, 30.0, seed, int(speakers[spk]["n_utts"]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -132,6 +129,7 @@ def main(argv=None):
     p.add_argument("--n-test", type=int, default=4)
     p.add_argument("--n-valid", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     scores, n_test, n_valid = analyse(collect(args))
     generalist = scores["generalist (w = 1)"]

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import add_quiet_argument, progress
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -58,7 +60,7 @@ def _build(name, task, others):
 NAMES = ("SemiSupervisedNMF", "USM", "USM few-shot", "MLD", "ExemplarNMF", "OnlineNMF", "AdaptiveDAE")
 
 
-def run(out, speakers, n_test, names):
+def run(out, speakers, n_test, names, quiet=False):
     from pse_nmf.audio import read_audio
     from pse_nmf.datasets import make_personalization_task
 
@@ -69,7 +71,7 @@ def run(out, speakers, n_test, names):
     # USM's universal blocks: 4 other speakers, 6 utterances each (small, to keep the run short)
     others = {s: [read_audio(f)[0] for f in sorted((DATA / "speech" / s).glob("*.flac"))[:6]]
               for s in all_speakers[speakers:speakers + 4]}
-    for spk in targets:
+    for spk in progress(targets, "targets", quiet=quiet):
         task = make_personalization_task(DATA / "speech", DATA / "noise", spk, snrs=(0,), n_test=n_test,
                                          random_state=0)
         for name in names:
@@ -113,12 +115,13 @@ def main(argv=None):
     r.add_argument("--speakers", type=int, default=2)
     r.add_argument("--n-test", type=int, default=2)
     r.add_argument("--only", nargs="*", default=list(NAMES))
+    add_quiet_argument(r)
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "run":
-        run(args.out, args.speakers, args.n_test, args.only)
+        run(args.out, args.speakers, args.n_test, args.only, args.quiet)
     else:
         compare(args.a, args.b)
 

@@ -38,6 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     REPO_ROOT,
     check_data,
     ci95,
@@ -261,7 +263,7 @@ def run(args):
     warmed = set()
     timing_x = None
     task_seeds = derived_seeds(args.seed, len(targets), stream=0)
-    for k, (spk, ts) in enumerate(zip(targets, task_seeds)):
+    for k, (spk, ts) in enumerate(progress(list(zip(targets, task_seeds)), "targets", quiet=args.quiet)):
         task, _ = make_task(data, test_noise, spk, args.n_test, 0.0, args.enroll_seconds, ts,
                             int(speakers[spk]["n_utts"]))
         if timing_x is None:
@@ -502,6 +504,7 @@ def parse_args(argv=None):
     p.add_argument("--dnsmos", action="store_true",
                    help="add DNSMOS P.835 columns (sig, bak, ovrl, p808; no reference; needs the dnsmos extra)")
     p.add_argument("--quick", action="store_true", help="2 speakers, smaller old generalist's training")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     if args.speakers is None:
         args.speakers = "2" if args.quick else "8"

@@ -40,6 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     RESULTS_DIR,
     check_data,
     ci95,
@@ -371,7 +373,7 @@ def run(args):
              "noisy_seconds": args.noisy_seconds, "enroll_seconds": args.enroll_seconds, "task_seed": ts, "n_utts": int(speakers[spk]["n_utts"])}
             for spk, ts in zip(targets, task_seeds)]
     n_test = args.n_test
-    for k, res in enumerate(_map(run_target, jobs, args.jobs)):
+    for k, res in enumerate(progress(_map(run_target, jobs, args.jobs), "targets", total=len(jobs), quiet=args.quiet)):
         rows.extend(res["rows"])
         noisy_s.append(res["noisy_s"])
         for name, t in res["times"].items():
@@ -527,6 +529,7 @@ def parse_args(argv=None):
                    help="worker processes (targets run in parallel; 2 also trains the generalists side by side) "
                         "[default 1]")
     p.add_argument("--quick", action="store_true", help="2 speakers, smaller generalists' training")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     if args.speakers is None:
         args.speakers = "2" if args.quick else "8"

@@ -30,6 +30,7 @@ from pse_nmf import SemiSupervisedNMF
 from pse_nmf.audio import read_audio
 from pse_nmf.metrics import si_sdr
 from pse_nmf import OnlineNMF
+from _common import add_quiet_argument, progress
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 SR = 16000
@@ -51,6 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    add_quiet_argument(ap)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
@@ -63,7 +65,7 @@ def main():
     rows = {"online": [], "offline": [], "noisereduce": []}
     t_on = t_off = dur = 0.0
     n_frames = 0
-    for spk in speakers:
+    for spk in progress(speakers, "speakers", quiet=args.quiet):
         ys = [read_audio(f)[0] for f in sorted(glob.glob(str(ROOT / "speech" / spk / "*.flac")))]
         enr, tot = [], 0
         for y in ys:
@@ -107,7 +109,7 @@ def main():
     x = (s + n).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         peaks = {}
-        for minutes in (1, 30):
+        for minutes in progress((1, 30), "memory runs", quiet=args.quiet):
             src = Path(tmp) / f"in_{minutes}.wav"
             reps = int(np.ceil(minutes * 60 * SR / x.size))
             with sf.SoundFile(src, "w", samplerate=SR, channels=1, subtype="PCM_16") as fh:

@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     check_data,
     ci95,
     derived_seeds,
@@ -182,7 +184,7 @@ def run(args):
         kw["max_epochs"] = args.max_epochs
     if args.learning_rate is not None:
         kw["learning_rate"] = args.learning_rate
-    for k, (spk, ts) in enumerate(zip(targets, seeds)):
+    for k, (spk, ts) in enumerate(progress(list(zip(targets, seeds)), "targets", quiet=args.quiet)):
         task, _ = make_task(data, test_noise, spk, args.n_test, 0.0, 30.0, ts, int(speakers[spk]["n_utts"]))
         noisy, noisy_clean = user_noisy(data, task, train_noise, args.noisy_seconds, ts + 1)
         minutes = sum(y.size for y in noisy) / SR / 60
@@ -299,6 +301,7 @@ def main(argv=None):
                    "test utterances' own clean speech")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR", help="only merge and print earlier runs")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     if args.combine:
         return combine(args.combine)

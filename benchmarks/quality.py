@@ -35,6 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     SharedCache,
     Unavailable,
     check_data,
@@ -298,7 +300,7 @@ def run(args):
     rows = []
     task_seeds = derived_seeds(args.seed, len(targets), stream=0)
 
-    for k, (speaker, task_seed) in enumerate(zip(targets, task_seeds)):
+    for k, (speaker, task_seed) in enumerate(progress(list(zip(targets, task_seeds)), "targets", quiet=args.quiet)):
         ptask, t_task = timed(
             pse_nmf.datasets.make_personalization_task, data / "speech", data / "noise", speaker,
             enroll_seconds=args.enroll_seconds, snrs=SNRS, n_test=args.n_test, random_state=task_seed,
@@ -587,6 +589,7 @@ def parse_args(argv=None):
     p.add_argument("--generic-seconds", type=float, default=None,
                    help="speech per other speaker for the generic model [default 30; 5 with --quick]")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 speakers, 2 utterances, small generic model")
+    add_quiet_argument(p)
     args = p.parse_args(argv)
     quick = args.quick
     if args.speakers is None:

@@ -34,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
+    progress,
     check_data,
     ci95,
     derived_seeds,
@@ -129,7 +131,8 @@ def run(args):
         costs[list(shared)[-1]] = cost(moe)
 
     rows, enhance_s, audio_s, choices = [], {}, {}, {}
-    for k, (spk, seed) in enumerate(zip(targets, derived_seeds(args.seed, len(targets), stream=0))):
+    pairs = list(zip(targets, derived_seeds(args.seed, len(targets), stream=0)))
+    for k, (spk, seed) in enumerate(progress(pairs, "targets", quiet=args.quiet)):
         t0 = time.perf_counter()
         task, _ = make_task(data, test_noise, spk, args.n_test, 0.0, 30.0, seed, int(speakers[spk]["n_utts"]))
         if args.skip_baselines:  # the generalist and the mixtures of experts only
@@ -266,6 +269,7 @@ def parse_args(argv=None):
     p.add_argument("--experts", action="append", help="NAME=PATH of a SparseMixtureOfExperts (repeatable)")
     p.add_argument("--skip-baselines", action="store_true",
                    help="only the generalist and the mixtures of experts (and their oracles)")
+    add_quiet_argument(p)
     return p.parse_args(argv)
 
 

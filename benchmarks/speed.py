@@ -52,7 +52,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, format_machine_info, format_table, machine_info, make_out_dir, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    REPO_ROOT, add_quiet_argument, format_machine_info, format_table, machine_info, make_out_dir, progress,
+    write_json,
+)
 
 
 # -- contenders -------------------------------------------------------------------------------------------
@@ -210,7 +213,7 @@ def _worker(conn, name, threads):
             conn.send((time.perf_counter() - t0) * 1e3)
 
 
-def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
+def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None, quiet=False):
     """ms per iteration of every contender, each in a process of its own, the processes taking turns.
 
     Own processes: in one shared interpreter, each contender ran in the heap and thread-pool state the
@@ -234,7 +237,7 @@ def bench_updates(shapes, betas, n_iter, reps, with_torch, threads=None):
         workers[name] = (parent, proc)
     rows = []
     try:
-        for T, F, K in shapes:
+        for T, F, K in progress(shapes, "shapes", quiet=quiet):
             flops = 8.0 * F * K * T
             bounds = bounds_by_shape[(T, F, K)]
             for beta in betas:
@@ -302,7 +305,7 @@ def _fitted_estimators(data):
     return models
 
 
-def bench_end_to_end(durations, reps):
+def bench_end_to_end(durations, reps, quiet=False):
     from pse_nmf.datasets import load_example
 
     data = load_example()
@@ -310,7 +313,7 @@ def bench_end_to_end(durations, reps):
     rows = []
     for seconds in durations:
         clip = _example_clip(seconds, data)
-        for name, model in models.items():
+        for name, model in progress(list(models.items()), f"{seconds} s clips", quiet=quiet):
             model.denoise(clip[: data.sr * 2])  # warm-up
             times = []
             for _ in range(reps):
@@ -397,6 +400,7 @@ def main(argv=None):
                              "(default: the four of the full run; 1000x100 with --quick)")
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/speed-<time>)")
+    add_quiet_argument(parser)
     args = parser.parse_args(argv)
     betas = [float(b) if "." in b else int(b) for b in args.betas.split(",")]
     if args.quick:
@@ -418,7 +422,7 @@ def main(argv=None):
         ceiling = _sgemm_ceiling()
         print(f"SGEMM 2048^3 ceiling: {ceiling:.1f} GFLOP/s (threads: {args.threads or 'default'})"
               + ("" if with_torch else "; torch not installed: its row is skipped"))
-        rows = bench_updates(shapes, betas, args.iters, reps, with_torch, args.threads)
+        rows = bench_updates(shapes, betas, args.iters, reps, with_torch, args.threads, args.quiet)
     print()
     print(format_table(rows, [
         ("shape", "shape (bins x frames)", ""), ("beta", "beta", "g"), ("impl", "implementation", ""),
@@ -428,7 +432,7 @@ def main(argv=None):
               f"ms/call = the rest of a call; medians of {reps} repetitions")))
     result = {"ceiling_gflops": ceiling, "updates": rows, "threads": args.threads}
     if not args.skip_end_to_end:
-        e2e = bench_end_to_end(durations, max(1, reps // 2))
+        e2e = bench_end_to_end(durations, max(1, reps // 2), args.quiet)
         print()
         print(format_table(e2e, [
             ("estimator", "estimator", ""), ("clip_s", "clip s", "g"), ("denoise_s", "denoise s", ".3f"),

@@ -204,6 +204,34 @@ class _DictionaryDenoiser(AudioMixin, MaskTransformerMixin, ModelIOMixin, BaseEs
             )
         return D, int(n_iter), bool(converged)
 
+    def _fit_blocks(self, pieces, n_atoms, rng, names):
+        """:meth:`_fit_block` of each independent piece of frames, in ``self.n_jobs`` joblib workers.
+
+        The result is the serial loop's, whatever ``n_jobs`` or joblib backend
+        (Dask included): the loop drew each block's random start from ``rng``
+        in turn, so piece ``k`` gets a copy of ``rng`` in the state the loop
+        left it in, found by making the same draws (its atoms ``(n_atoms,
+        n_bins)``, then its activations ``(n_frames, n_atoms)``:
+        ``_init_atoms`` and ``_factorize``'s ``_init_activations``) without
+        the solves. ``rng`` ends where the loop would have left it.
+
+        Returns
+        -------
+        list of (D, n_iter, converged), one per piece, in order
+        """
+        from joblib import Parallel, delayed
+
+        starts = []
+        for V in pieces:
+            start = np.random.RandomState()
+            start.set_state(rng.get_state())
+            starts.append(start)
+            rng.uniform(0.1, 1.0, size=(n_atoms, V.shape[1]))
+            rng.uniform(0.1, 1.0, size=(V.shape[0], n_atoms))
+        return Parallel(n_jobs=self.n_jobs)(
+            delayed(self._fit_block)(V, n_atoms, start, name) for V, start, name in zip(pieces, starts, names)
+        )
+
     # -- test time --------------------------------------------------------------------------------
     def _waveform_frames(self, x, sr=None, downmix=False):
         """Non-negative frames (n_frames, n_bins) of a waveform at the model's rate."""

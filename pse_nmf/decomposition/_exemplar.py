@@ -166,8 +166,10 @@ class ExemplarNMF(_SpeechDictionaryEnhancer):
     min_seconds : float, default=3.0
         Fewest seconds of speech ``fit`` accepts from recordings (frames
         carry no duration): below it ``fit`` raises ``ValueError``, below 10 s
-        it warns (``UserWarning``); 0 opts out of the error. The threshold is
-        SemiSupervisedNMF's measured one (``benchmarks/enrollment.py``).
+        it warns (``UserWarning``); 0 opts out of the error. Measured: below
+        3 s the model enhances worse than the noisy input on average
+        (``benchmarks/enrollment.py --estimator ExemplarNMF``; figures in
+        ``docs/experiments/enrollment.md``).
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
     n_threads : int or None

@@ -128,12 +128,19 @@ class MLD(_SpeechDictionaryEnhancer):
     min_seconds : float, default=3.0
         Fewest seconds of speech ``fit`` accepts from recordings (frames
         carry no duration): below it ``fit`` raises ``ValueError``, below 10 s
-        it warns (``UserWarning``); 0 opts out of the error. The threshold is
-        SemiSupervisedNMF's measured one (``benchmarks/enrollment.py``).
+        it warns (``UserWarning``); 0 opts out of the error. Measured: below
+        3 s the model enhances worse than the noisy input on average
+        (``benchmarks/enrollment.py --estimator MLD``; figures in
+        ``docs/experiments/enrollment.md``).
     sr, n_fft, hop_length : int, default=16000, 1024, 256
     random_state : int, RandomState instance or None
         Seeds the clustering and the atoms' initialisation.
     n_threads : int or None
+    n_jobs : int or None
+        Workers (joblib) fitting the local dictionaries, one per cluster;
+        None is 1 unless in a ``joblib.parallel_backend`` context (-1: every
+        core; Dask through ``parallel_backend("dask")``). The result does not
+        depend on it.
     verbose : int, default=0
 
     Attributes
@@ -177,6 +184,7 @@ class MLD(_SpeechDictionaryEnhancer):
         "n_components_per_dictionary": [Interval(numbers.Integral, 1, None, closed="left")],
         "noise_init": [StrOptions({"quiet", "staged"})],
         "block_sparsity": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
     }
     _fitted_arrays = ("components_", "cluster_sizes_")
     # issue 18: USM's mask averaging with an unstaged solve was never measured on MLD and is off; files that
@@ -195,7 +203,7 @@ class MLD(_SpeechDictionaryEnhancer):
     def __init__(self, n_dictionaries=4, n_components_per_dictionary=16, *, n_noise_components=8,
                  block_sparsity=1.0, sparsity=1.0, max_iter=200, test_max_iter=30, noise_init="staged",
                  tol=1e-4, min_seconds=3.0, sr=16000, n_fft=1024, hop_length=256,
-                 random_state=None, n_threads=None,
+                 random_state=None, n_threads=None, n_jobs=None,
                  verbose=0):
         self.n_dictionaries = n_dictionaries
         self.n_components_per_dictionary = n_components_per_dictionary
@@ -212,6 +220,7 @@ class MLD(_SpeechDictionaryEnhancer):
         self.hop_length = hop_length
         self.random_state = random_state
         self.n_threads = n_threads
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     def fit(self, X, y=None, *, sr=None, downmix=False):
@@ -258,18 +267,16 @@ class MLD(_SpeechDictionaryEnhancer):
             )
         rng = check_random_state(self.random_state)
         labels = _cluster_frames(V, G, rng)
-        blocks, n_iters, all_converged = [], [], True
-        for g in range(G):
-            Vg = np.ascontiguousarray(V[labels == g])
+        clusters = [np.ascontiguousarray(V[labels == g]) for g in range(G)]
+        for g, Vg in enumerate(clusters):
             if not np.any(Vg):
                 raise ValueError(
                     f"cluster {g} holds only silent frames; use fewer n_dictionaries or trim the silence"
                 )
-            D, n_iter, converged = self._fit_block(Vg, self.n_components_per_dictionary, rng, f"cluster {g}")
-            blocks.append(D)
-            n_iters.append(n_iter)
-            all_converged &= converged
-        if not all_converged and self.tol > 0:
+        fitted = self._fit_blocks(clusters, self.n_components_per_dictionary, rng,
+                                  [f"cluster {g}" for g in range(G)])  # one per cluster, in n_jobs workers
+        blocks, n_iters, converged = zip(*fitted)
+        if not all(converged) and self.tol > 0:
             _warn_not_converged(self.max_iter)
         self.components_ = np.vstack(blocks)
         self.cluster_sizes_ = np.bincount(labels, minlength=G).astype(np.int64)

@@ -93,7 +93,7 @@ class SemiSupervisedNMF(_DictionaryDenoiser):
         frames carry no duration). Below it ``fit`` raises ``ValueError``;
         below 10 s it warns (``UserWarning``). 0 opts out of the error.
         Below 3 s the model enhances worse than the noisy input on average
-        (``benchmarks/enrollment.py``; figures in ``docs/experiments/semi.md``).
+        (``benchmarks/enrollment.py``; figures in ``docs/experiments/enrollment.md``).
     sr : int, default=16000
         Sample rate of the model; other rates are resampled.
     n_fft : int, default=1024
