@@ -60,6 +60,7 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=80)
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--branch-hidden", type=int, default=0, help="SpeakerExtractor's branch_hidden")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -70,7 +71,7 @@ def main(argv=None):
     speech, train_noise, valid_speech, targets = training_data(data, args.pretrain)
     print(f"speech {speech}; {len(train_noise)} training noise clips; {len(valid_speech)} validation speakers "
           f"(benchmark targets excluded: {', '.join(targets)})", flush=True)
-    model = SpeakerExtractor(max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.learning_rate,
+    model = SpeakerExtractor(branch_hidden=args.branch_hidden, max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.learning_rate,
                              n_threads=args.threads, random_state=args.seed, verbose=1)
     t0 = time.perf_counter()
     model.fit(speech, train_noise, init=pretrained("generalist"), validation=(valid_speech, train_noise),

@@ -62,7 +62,7 @@ class ConditionedMaskNet(CompactMaskNet):
     """
 
     def __init__(self, n_bins, sr, hop_length, n_linear=64, n_erb=32, conv_channels=64, hidden_size=96,
-                 hidden_size2=64, embed_channels=64, embed_dim=64, norm_seconds=3.0):
+                 hidden_size2=64, embed_channels=64, embed_dim=64, branch_hidden=0, norm_seconds=3.0):
         super().__init__(n_bins, sr, hop_length, n_linear=n_linear, n_erb=n_erb, conv_channels=conv_channels,
                          hidden_size=hidden_size, hidden_size2=hidden_size2, norm_seconds=norm_seconds)
         self.enc_conv = nn.Conv1d(self.n_bands, embed_channels, kernel_size=3)
@@ -72,7 +72,13 @@ class ConditionedMaskNet(CompactMaskNet):
         self.enc_proj = nn.Linear(embed_channels, embed_dim)
         self.film1 = nn.Linear(embed_dim, 2 * conv_channels)
         self.film2 = nn.Linear(embed_dim, 2 * hidden_size)
-        for layer in (self.film1, self.film2):
+        zero = [self.film1, self.film2]
+        self.branch_hidden = int(branch_hidden)
+        if self.branch_hidden:
+            self.branch = nn.GRU(hidden_size + embed_dim, self.branch_hidden, batch_first=True)
+            self.branch_out = nn.Linear(self.branch_hidden, hidden_size)
+            zero.append(self.branch_out)
+        for layer in zero:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -104,7 +110,11 @@ class ConditionedMaskNet(CompactMaskNet):
         f = self.features(mag).transpose(1, 2)
         x = self.act(self.conv(nn.functional.pad(f, (1, 0)))) * s1[:, :, None] + b1[:, :, None]
         h, _ = self.gru1(x.transpose(1, 2))
-        h, _ = self.gru2(h * s2[:, None, :] + b2[:, None, :])
+        h = h * s2[:, None, :] + b2[:, None, :]
+        if self.branch_hidden:
+            r, _ = self.branch(torch.cat([h, emb[:, None, :].expand(-1, h.shape[1], -1)], dim=-1))
+            h = h + self.branch_out(r)
+        h, _ = self.gru2(h)
         return self._head(h)
 
     def step(self, mag_frame, state, emb):
@@ -115,8 +125,15 @@ class ConditionedMaskNet(CompactMaskNet):
         f = torch.log(p / torch.clamp(level, min=torch.finfo(p.dtype).tiny)[:, None] + self.floor)
         x = self.act(self.conv(torch.stack([state["prev"], f], dim=2)))[:, :, 0] * s1 + b1
         h1, st1 = self.gru1(x[:, None, :], state["h1"])
-        h2, st2 = self.gru2(h1 * s2[:, None, :] + b2[:, None, :], state["h2"])
-        new = {"count": state["count"] + 1.0, "level": level, "prev": f, "h1": st1, "h2": st2}
+        h1 = h1 * s2[:, None, :] + b2[:, None, :]
+        new = {"count": state["count"] + 1.0, "level": level, "prev": f, "h1": st1}
+        if self.branch_hidden:
+            hb = state.get("hb")
+            if hb is None:
+                hb = torch.zeros(1, h1.shape[0], self.branch_hidden, dtype=h1.dtype)
+            r, new["hb"] = self.branch(torch.cat([h1, emb[:, None, :]], dim=-1), hb)
+            h1 = h1 + self.branch_out(r)
+        h2, new["h2"] = self.gru2(h1, state["h2"])
         return self._head(h2)[:, 0], new
 
 
@@ -246,6 +263,11 @@ class SpeakerExtractor(CompactEnhancer):
         Size of the speaker embedding.
     enroll_seconds : float, default=3.0
         Length of the training enrollments.
+    branch_hidden : int, default=0
+        Units of an extra GRU beside the first one (0: none), fed with its
+        modulated output and the embedding, whose output (through a linear
+        layer that starts at zero) is added to it: capacity for the
+        extraction on top of a warm-started generalist.
     n_linear, n_erb, conv_channels, hidden_size, hidden_size2, loss, snr_range, noise_augment, segment_seconds, \
 max_epochs, batch_size, learning_rate, validation_fraction, patience, warm_start, sr, n_fft, hop_length, device, \
 n_threads, random_state, verbose : as CompactEnhancer's
@@ -297,16 +319,18 @@ n_threads, random_state, verbose : as CompactEnhancer's
         **CompactEnhancer._parameter_constraints,
         "embed_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "enroll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
+        "branch_hidden": [Interval(numbers.Integral, 0, None, closed="left")],
     }
     _fitted_scalars = (*CompactEnhancer._fitted_scalars, "enrollment_seconds_")
 
-    def __init__(self, embed_dim=64, enroll_seconds=3.0, n_linear=64, n_erb=32, conv_channels=64, hidden_size=96,
+    def __init__(self, embed_dim=64, enroll_seconds=3.0, branch_hidden=0, n_linear=64, n_erb=32, conv_channels=64, hidden_size=96,
                  hidden_size2=64, loss="si_sdr_estoi", snr_range=(-5.0, 15.0), noise_augment=0.5, segment_seconds=3.0,
                  max_epochs=60, batch_size=32, learning_rate=3e-3, validation_fraction=0.1, patience=10,
                  warm_start=False, sr=16000, n_fft=512, hop_length=128, device="cpu", n_threads=1, random_state=None,
                  verbose=0):
         self.embed_dim = embed_dim
         self.enroll_seconds = enroll_seconds
+        self.branch_hidden = branch_hidden
         super().__init__(n_linear=n_linear, n_erb=n_erb, conv_channels=conv_channels, hidden_size=hidden_size,
                          hidden_size2=hidden_size2, loss=loss, snr_range=snr_range, noise_augment=noise_augment,
                          segment_seconds=segment_seconds, max_epochs=max_epochs, batch_size=batch_size,
@@ -318,7 +342,8 @@ n_threads, random_state, verbose : as CompactEnhancer's
         super()._build_module(n_bins)  # the layout checks
         return ConditionedMaskNet(n_bins, self.sr, self.hop_length, n_linear=self.n_linear, n_erb=self.n_erb,
                                   conv_channels=self.conv_channels, hidden_size=self.hidden_size,
-                                  hidden_size2=self.hidden_size2, embed_channels=64, embed_dim=self.embed_dim)
+                                  hidden_size2=self.hidden_size2, embed_channels=64, embed_dim=self.embed_dim,
+                                  branch_hidden=self.branch_hidden)
 
     # -- graph helpers -----------------------------------------------------------------------------------------
     def _stft_mag(self, x):
@@ -500,7 +525,7 @@ n_threads, random_state, verbose : as CompactEnhancer's
             raise ValueError("init has another layout than this extractor: "
                              + ", ".join(f"{k}={getattr(base, k)} here {getattr(self, k)}" for k in diff))
         missing, unexpected = self.module_.load_state_dict(base.module_.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith(("enc_", "film")) for k in missing)
+        assert not unexpected and all(k.startswith(("enc_", "film", "branch")) for k in missing)
 
     # -- enrollment -----------------------------------------------------------------------------------------
     def enroll(self, speech, *, sr=None, downmix=False):
@@ -573,7 +598,8 @@ n_threads, random_state, verbose : as CompactEnhancer's
         """What runs per frame (for ``complexity``): the mask network; the encoder runs once per enrollment."""
         check_is_fitted(self, "module_")
         m = self.module_
-        return [m.conv, m.gru1, m.gru2, m.out, _FixedProducts(m.extra_macs_per_frame())]
+        branch = [m.branch, m.branch_out] if m.branch_hidden else []
+        return [m.conv, m.gru1, *branch, m.gru2, m.out, _FixedProducts(m.extra_macs_per_frame())]
 
     # -- persistence --------------------------------------------------------------------------------------------
     def _extra_arrays(self):
