@@ -323,11 +323,11 @@ n_threads, random_state, verbose : as CompactEnhancer's
     }
     _fitted_scalars = (*CompactEnhancer._fitted_scalars, "enrollment_seconds_")
 
-    def __init__(self, embed_dim=64, enroll_seconds=3.0, branch_hidden=0, n_linear=64, n_erb=32, conv_channels=64, hidden_size=96,
-                 hidden_size2=64, loss="si_sdr_estoi", snr_range=(-5.0, 15.0), noise_augment=0.5, segment_seconds=3.0,
-                 max_epochs=60, batch_size=32, learning_rate=3e-3, validation_fraction=0.1, patience=10,
-                 warm_start=False, sr=16000, n_fft=512, hop_length=128, device="cpu", n_threads=1, random_state=None,
-                 verbose=0):
+    def __init__(self, embed_dim=64, enroll_seconds=3.0, branch_hidden=0, n_linear=64, n_erb=32, conv_channels=64,
+                 hidden_size=96, hidden_size2=64, loss="si_sdr_estoi", snr_range=(-5.0, 15.0), noise_augment=0.5,
+                 segment_seconds=3.0, max_epochs=60, batch_size=32, learning_rate=3e-3, validation_fraction=0.1,
+                 patience=10, warm_start=False, sr=16000, n_fft=512, hop_length=128, device="cpu", n_threads=1,
+                 random_state=None, verbose=0):
         self.embed_dim = embed_dim
         self.enroll_seconds = enroll_seconds
         self.branch_hidden = branch_hidden
