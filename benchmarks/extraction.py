@@ -16,7 +16,10 @@ Protocol, built on the dev protocol of ``generalist.py`` (same targets, same see
   pretrained generalist, the extractor enrolled with 3 / 10 / 30 s, and the extractor enrolled with the
   *talker's* speech (10 s of its other utterances: it should then follow the talker, so its SI-SDR against
   the target drops: the enrollment is what picks the voice);
-* SI-SDRi (against the target), wide-band PESQ, eSTOI; paired differences with 95 % intervals.
+* SI-SDRi (against the target), wide-band PESQ, eSTOI; paired differences with 95 % intervals;
+* with ``--seen N``, a diagnosis: the talker condition on N *training* speakers (``../shared/pretrain``), whose
+  voices the extractor saw in training (the mixtures and the noise clips it did not): a large gap to the
+  unseen targets says that generalising to new voices, i.e. the number of training speakers, is the limit.
 
 Run ``python benchmarks/extraction.py [--quick] [--extractor PATH]``; progress on stderr, tables on stdout.
 """
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     DEFAULT_DATA,
+    add_quiet_argument,
     check_data,
     ci95,
     derived_seeds,
@@ -42,6 +46,7 @@ from _common import (  # noqa: E402
     make_out_dir,
     mean,
     parse_speakers,
+    progress,
     read_speakers,
     write_csv,
     write_json,
@@ -53,14 +58,6 @@ import pse_nmf  # noqa: E402
 SIR_DB = 0.0
 NOISE_QUIETER_DB = 5.0
 ENROLL_SECONDS = (3, 10, 30)
-
-
-def _progress(items, desc, quiet):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, leave=False, disable=True if quiet else None, file=sys.stderr)
 
 
 def _power(y):
@@ -87,14 +84,53 @@ def talker_mixtures(tasks, recordings, seed):
             if other is None:
                 raise SystemExit("the talker condition needs at least 2 target speakers")
             files = recordings[other]
-            talker = pse_nmf.audio.read_audio(files[rng.randint(len(files))], sr=SR)[0]
+            talker_file = files[rng.randint(len(files))]
+            talker = pse_nmf.audio.read_audio(talker_file, sr=SR)[0]
             talker = _fit_length(talker, tm.speech.size, rng)
             talker = talker * np.float32(np.sqrt(_power(tm.speech) / (_power(talker) * 10 ** (SIR_DB / 10))))
             noise = tm.noise * np.float32(10 ** (-NOISE_QUIETER_DB / 20))
             rows.append({"mixture": (tm.speech + talker + noise).astype(np.float32), "speech": tm.speech,
-                         "rest": (talker + noise).astype(np.float32), "talker": other,
+                         "rest": (talker + noise).astype(np.float32), "talker": other, "talker_file": talker_file,
                          "snr_db": tm.snr_db + NOISE_QUIETER_DB})
         out[task.speaker] = rows
+    return out
+
+
+def seen_mixtures(pretrain, n_speakers, test_noise, n_test, seed):
+    """The talker condition on ``n_speakers`` *training* speakers (../shared/pretrain), a diagnosis.
+
+    Per speaker: ``n_test`` of its utterances as targets, 30 s of its other utterances as the enrollment, the
+    next chosen speaker's utterances as talkers (SIR_DB), test-half noise clips at the talker condition's
+    SNRs. The voices (and the words) were seen in training, the mixtures and the noise clips were not.
+    """
+    rng = np.random.RandomState(seed)
+    recs = pse_nmf.datasets.list_recordings(pretrain / "speech")
+    names = sorted(rng.permutation(sorted(recs))[:n_speakers].tolist())
+    clips = [c for k in sorted(test_noise) for c in test_noise[k]]
+    read = {}
+
+    def audio(path):
+        if path not in read:
+            read[path] = pse_nmf.audio.read_audio(path, sr=SR)[0]
+        return read[path]
+
+    out = []
+    for k, spk in enumerate(names):
+        files = list(rng.permutation(recs[spk]))
+        test, rest = files[:n_test], files[n_test:]
+        enroll = np.concatenate([audio(f) for f in rest])[: 30 * SR]
+        other = recs[names[(k + 1) % len(names)]]
+        mixtures = []
+        for j, f in enumerate(test):
+            s = audio(f)
+            for snr in SNRS:
+                t = _fit_length(audio(other[rng.randint(len(other))]), s.size, rng)
+                t = t * np.float32(np.sqrt(_power(s) / (_power(t) * 10 ** (SIR_DB / 10))))
+                noise = _fit_length(audio(clips[rng.randint(len(clips))]), s.size, rng)
+                snr_db = snr + NOISE_QUIETER_DB
+                noise = noise * np.float32(np.sqrt(_power(s) / (_power(noise) * 10 ** (snr_db / 10))))
+                mixtures.append({"mixture": (s + t + noise).astype(np.float32), "speech": s, "snr_db": snr_db})
+        out.append({"speaker": spk, "enrollment": enroll, "mixtures": mixtures})
     return out
 
 
@@ -142,7 +178,10 @@ def main(argv=None):
     ap.add_argument("--extractor", default=None, help="model file (default: pretrained('extractor'))")
     ap.add_argument("--no-rnnoise", action="store_true")
     ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results/extraction-<stamp>)")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--seen", type=int, default=0, metavar="N",
+                    help="also N *training* speakers (../shared/pretrain) in the talker condition: the gap to the "
+                    "unseen targets tells whether generalising to new voices is the limit")
+    add_quiet_argument(ap)
     args = ap.parse_args(argv)
 
     from pse_nmf.neural import pretrained
@@ -169,7 +208,7 @@ def main(argv=None):
 
     rows = []
     t0 = time.perf_counter()
-    for task in _progress(tasks, "targets", args.quiet):
+    for task in progress(tasks, "targets", quiet=args.quiet):
         enroll = np.concatenate(task.enrollment)
         embeddings = {}
         for s in ENROLL_SECONDS:
@@ -190,7 +229,7 @@ def main(argv=None):
                     extractor.enrollment_ = e
                     outs[label] = extractor.denoise(x, sr=SR)
                 if cond == "talker":
-                    other = recordings[m["talker"]]
+                    other = [f for f in recordings[m["talker"]] if f != m["talker_file"]]  # not the talker's words
                     wrong = np.concatenate([pse_nmf.audio.read_audio(f, sr=SR)[0] for f in other[-4:]])[: 10 * SR]
                     extractor.enroll(wrong)
                     outs["extractor enrolled with the talker (10 s)"] = extractor.denoise(x, sr=SR)
@@ -199,19 +238,34 @@ def main(argv=None):
                     for label, y in outs.items():
                         rows.append({"condition": cond, "method": label, "target": task.speaker, "mixture": i,
                                      "snr_db": m["snr_db"], **score(y, s, x)})
+    if args.seen:
+        for item in progress(seen_mixtures(data.parent / "pretrain", args.seen, test_noise, args.n_test, args.seed),
+                             "seen speakers", quiet=args.quiet):
+            extractor.enroll(item["enrollment"][: 10 * SR])
+            for i, m in enumerate(item["mixtures"]):
+                x, s = m["mixture"], m["speech"]
+                outs = {"noisy": x,
+                        "oracle band mask (the extractor's layout)": oracle_band_mask(extractor, x, s),
+                        "pretrained generalist": generalist.denoise(x, sr=SR),
+                        "extractor, 10 s enrollment": extractor.denoise(x, sr=SR)}
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for label, y in outs.items():
+                        rows.append({"condition": "seen", "method": label, "target": item["speaker"],
+                                     "mixture": i, "snr_db": m["snr_db"], **score(y, s, x)})
     seconds = time.perf_counter() - t0
 
     out = make_out_dir(args.out, "extraction")
     write_csv(rows, out / "rows.csv")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     summary = {}
-    for cond in ("talker", "plain"):
+    for cond in ("talker", "plain", "seen"):
         base = {(r["target"], r["mixture"]): r["si_sdri"] for r in rows
                 if r["condition"] == cond and r["method"] == "pretrained generalist"}
         table = []
         for meth in methods:
             rs = [r for r in rows if r["condition"] == cond and r["method"] == meth]
-            if not rs:
+            if not rs or not base:
                 continue
             d = [r["si_sdri"] - base[(r["target"], r["mixture"])] for r in rs]
             entry = {"method": meth, "n": len(rs), "SI-SDRi": mean([r["si_sdri"] for r in rs]),
@@ -221,10 +275,15 @@ def main(argv=None):
                 entry[f"SI-SDRi @{snr:+.0f} dB"] = mean([r["si_sdri"] for r in rs if r["snr_db"] == snr])
             table.append(entry)
             summary.setdefault(cond, {})[meth] = entry
+        if not table:
+            continue
         title = ({"talker": f"Talker condition: target + talker at {SIR_DB:.0f} dB + noise at "
                             f"{', '.join(f'{v + NOISE_QUIETER_DB:+.0f}' for v in SNRS)} dB SNR",
-                  "plain": "Plain condition: the dev-protocol mixtures (noise only, -5/0/5 dB)"}[cond]
-                 + f"; {len(targets)} targets x {args.n_test} utterances x {len(SNRS)}")
+                  "plain": "Plain condition: the dev-protocol mixtures (noise only, -5/0/5 dB)",
+                  "seen": "Diagnosis: the talker condition on training speakers (../shared/pretrain; voices seen in "
+                          "training, mixtures and noise clips not)"}[cond]
+                 + f"; {args.seen if cond == 'seen' else len(targets)} speakers x {args.n_test} utterances x "
+                   f"{len(SNRS)}")
         fmts = {"n": "d", "PESQ": ".2f", "eSTOI": ".3f", "±95%": ".2f", "±95% ": ".2f"}
         columns = [(c, c.strip(), "s" if c == "method" else fmts.get(c, "+.2f")) for c in table[0]]
         print(format_table(table, columns, title=title))
