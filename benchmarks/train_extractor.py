@@ -61,6 +61,10 @@ def main(argv=None):
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--branch-hidden", type=int, default=0, help="SpeakerExtractor's branch_hidden")
+    parser.add_argument("--speaker-augment", type=float, default=0.0, help="SpeakerExtractor's speaker_augment")
+    parser.add_argument("--warm-start", type=Path, default=None, metavar="MODEL",
+                        help="continue from this SpeakerExtractor model file (its layout kept) instead of starting "
+                        "the mask network from the shipped generalist")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -71,10 +75,19 @@ def main(argv=None):
     speech, train_noise, valid_speech, targets = training_data(data, args.pretrain)
     print(f"speech {speech}; {len(train_noise)} training noise clips; {len(valid_speech)} validation speakers "
           f"(benchmark targets excluded: {', '.join(targets)})", flush=True)
-    model = SpeakerExtractor(branch_hidden=args.branch_hidden, max_epochs=args.max_epochs, patience=args.patience, learning_rate=args.learning_rate,
-                             n_threads=args.threads, random_state=args.seed, verbose=1)
+    settings = dict(speaker_augment=args.speaker_augment, max_epochs=args.max_epochs, patience=args.patience,
+                    learning_rate=args.learning_rate, n_threads=args.threads, random_state=args.seed, verbose=1)
+    if args.warm_start is not None:
+        model = pse_nmf.load(args.warm_start)
+        if not isinstance(model, SpeakerExtractor):
+            raise SystemExit(f"--warm-start {args.warm_start}: a {type(model).__name__}, not a SpeakerExtractor")
+        model.set_params(warm_start=True, **settings)
+        init = None
+    else:
+        model = SpeakerExtractor(branch_hidden=args.branch_hidden, **settings)
+        init = pretrained("generalist")
     t0 = time.perf_counter()
-    model.fit(speech, train_noise, init=pretrained("generalist"), validation=(valid_speech, train_noise),
+    model.fit(speech, train_noise, init=init, validation=(valid_speech, train_noise),
               checkpoint=args.checkpoint, resume=args.resume)
     seconds = time.perf_counter() - t0
     model.set_params(verbose=0)
@@ -85,7 +98,8 @@ def main(argv=None):
         "wall_seconds_this_run": seconds,
         "epoch_seconds_total": sum(h["dur"] for h in model.history_),
         "epochs": model.n_epochs_, "best_epoch": model.best_epoch_, "best_valid_si_sdr_db": model.best_loss_,
-        "history": model.history_, "params": model.get_params(), "init": "pretrained('generalist')",
+        "history": model.history_, "params": model.get_params(),
+        "init": str(args.warm_start) if args.warm_start else "pretrained('generalist')",
         "speech": str(speech), "n_train_noise_clips": len(train_noise),
         "n_valid_utterances": sum(len(v) for v in valid_speech.values()),
         "excluded_targets": targets, "machine": platform.platform(), "torch": __import__("torch").__version__,

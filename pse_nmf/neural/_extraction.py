@@ -38,6 +38,8 @@ _SIR_RANGE = (-5.0, 5.0)
 _SNR_WITH_TALKER = (0.0, 15.0)
 #: validation mixtures (fixed): one talker at 0 dB, noise at 5 dB
 _VALID_SIR, _VALID_SNR = 0.0, 5.0
+#: speaker augmentation: a voice resampled by up to this many octaves either way (pitch and formants together)
+_VOICE_OCTAVES = 0.2
 
 
 class ConditionedMaskNet(CompactMaskNet):
@@ -149,7 +151,7 @@ class _FixedProducts(nn.Module):
 
 
 class ExtractionMixer(DynamicMixer):
-    """Target + interfering talker + noise, with an enrollment of the target; made anew every epoch.
+    r"""Target + interfering talker + noise, with an enrollment of the target; made anew every epoch.
 
     Every example: a segment of a target utterance; an enrollment: a
     segment of ``enroll_segment`` samples of *another* utterance of the same
@@ -159,11 +161,16 @@ class ExtractionMixer(DynamicMixer):
     samples), and the noise at an SNR uniform in ``snr_with_talker``,
     otherwise noise alone at an SNR uniform in ``snr_range``; the mixture
     scaled to a random level, as in :class:`DynamicMixer` (whose noise
-    excerpts, coloured noise and augmentation it reuses).
+    excerpts, coloured noise and augmentation it reuses). With probability
+    ``speaker_augment`` a speaker's voice is made new for the example: the
+    utterance resampled by :math:`2^u`, :math:`u \sim U(-0.2, 0.2)` octaves
+    (pitch and formants scaled together, as speed perturbation makes new
+    speakers for speaker recognition), the target and its enrollment by the
+    same factor, the talker by its own.
     """
 
     def __init__(self, speakers, noise, segment, enroll_segment, snr_range, seed, talker_share=_TALKER_SHARE,
-                 sir_range=_SIR_RANGE, snr_with_talker=_SNR_WITH_TALKER, augment=0.0):
+                 sir_range=_SIR_RANGE, snr_with_talker=_SNR_WITH_TALKER, augment=0.0, speaker_augment=0.0):
         names = sorted(speakers)
         speech, owner = [], []
         for k, g in enumerate(names):
@@ -180,6 +187,20 @@ class ExtractionMixer(DynamicMixer):
         self.enroll_segment = int(enroll_segment)
         self.talker_share = float(talker_share)
         self.sir_range, self.snr_with_talker = tuple(sir_range), tuple(snr_with_talker)
+        self.speaker_augment = float(speaker_augment)
+
+    def _voice(self, rng):
+        """A resampling factor that makes a new voice (1: the speaker as recorded), drawn per speaker and example."""
+        if self.speaker_augment > 0 and rng.uniform() < self.speaker_augment:
+            return 2.0 ** rng.uniform(-_VOICE_OCTAVES, _VOICE_OCTAVES)
+        return 1.0
+
+    @staticmethod
+    def _resampled(y, rate):
+        """``y`` played ``rate`` times faster (pitch and formants scaled by ``rate``; linear interpolation)."""
+        if rate == 1.0:
+            return y
+        return np.interp(np.arange(0.0, y.size - 1, rate), np.arange(y.size), y).astype(np.float32)
 
     @staticmethod
     def _power(y):
@@ -192,18 +213,22 @@ class ExtractionMixer(DynamicMixer):
 
     def extraction_example(self, j, rng):
         """(mixture, target, enrollment) float32 arrays for utterance ``j`` as the target."""
-        s = self._crop(self.speech[j], self.segment, rng)
+        voice = self._voice(rng)  # the target and its enrollment: the same (maybe new) voice
+        target = self._resampled(self.speech[j], voice)
+        s = self._crop(target, self.segment, rng)
         if not np.any(s):
-            s = self._crop(self.speech[j], self.segment, rng)
+            s = self._crop(target, self.segment, rng)
         own = self.by_speaker[self.owner[j]]
         others = own[own != j]
-        e = self._crop(self.speech[others[rng.randint(others.size)] if others.size else j], self.enroll_segment, rng)
+        e = self._crop(self._resampled(self.speech[others[rng.randint(others.size)]], voice) if others.size
+                       else target, self.enroll_segment, rng)
         p_s = self._power(s)
         x = s.copy()
         if rng.uniform() < self.talker_share:
             k = rng.randint(len(self.speech) - own.size)  # an utterance of any other speaker, uniformly
             k = np.flatnonzero(self.owner != self.owner[j])[k]
-            x += self._scaled(self._crop(self.speech[k], self.segment, rng), p_s, rng.uniform(*self.sir_range))
+            talker = self._resampled(self.speech[k], self._voice(rng))
+            x += self._scaled(self._crop(talker, self.segment, rng), p_s, rng.uniform(*self.sir_range))
             snr = rng.uniform(*self.snr_with_talker)
         else:
             snr = rng.uniform(*self.snr_range)
@@ -268,6 +293,12 @@ class SpeakerExtractor(CompactEnhancer):
         modulated output and the embedding, whose output (through a linear
         layer that starts at zero) is added to it: capacity for the
         extraction on top of a warm-started generalist.
+    speaker_augment : float, default=0.0
+        Share of the training voices made new by resampling (pitch and
+        formants up to 0.2 octave either way; see
+        :class:`~pse_nmf.neural._extraction.ExtractionMixer`): more voices
+        than the training speakers, for an encoder that generalises to
+        unseen ones.
     n_linear, n_erb, conv_channels, hidden_size, hidden_size2, loss, snr_range, noise_augment, segment_seconds, \
 max_epochs, batch_size, learning_rate, validation_fraction, patience, warm_start, sr, n_fft, hop_length, device, \
 n_threads, random_state, verbose : as CompactEnhancer's
@@ -320,17 +351,19 @@ n_threads, random_state, verbose : as CompactEnhancer's
         "embed_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "enroll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
         "branch_hidden": [Interval(numbers.Integral, 0, None, closed="left")],
+        "speaker_augment": [Interval(numbers.Real, 0, 1, closed="both")],
     }
     _fitted_scalars = (*CompactEnhancer._fitted_scalars, "enrollment_seconds_")
 
-    def __init__(self, embed_dim=64, enroll_seconds=3.0, branch_hidden=0, n_linear=64, n_erb=32, conv_channels=64,
-                 hidden_size=96, hidden_size2=64, loss="si_sdr_estoi", snr_range=(-5.0, 15.0), noise_augment=0.5,
-                 segment_seconds=3.0, max_epochs=60, batch_size=32, learning_rate=3e-3, validation_fraction=0.1,
-                 patience=10, warm_start=False, sr=16000, n_fft=512, hop_length=128, device="cpu", n_threads=1,
-                 random_state=None, verbose=0):
+    def __init__(self, embed_dim=64, enroll_seconds=3.0, branch_hidden=0, speaker_augment=0.0, n_linear=64,
+                 n_erb=32, conv_channels=64, hidden_size=96, hidden_size2=64, loss="si_sdr_estoi",
+                 snr_range=(-5.0, 15.0), noise_augment=0.5, segment_seconds=3.0, max_epochs=60, batch_size=32,
+                 learning_rate=3e-3, validation_fraction=0.1, patience=10, warm_start=False, sr=16000, n_fft=512,
+                 hop_length=128, device="cpu", n_threads=1, random_state=None, verbose=0):
         self.embed_dim = embed_dim
         self.enroll_seconds = enroll_seconds
         self.branch_hidden = branch_hidden
+        self.speaker_augment = speaker_augment
         super().__init__(n_linear=n_linear, n_erb=n_erb, conv_channels=conv_channels, hidden_size=hidden_size,
                          hidden_size2=hidden_size2, loss=loss, snr_range=snr_range, noise_augment=noise_augment,
                          segment_seconds=segment_seconds, max_epochs=max_epochs, batch_size=batch_size,
@@ -475,7 +508,7 @@ n_threads, random_state, verbose : as CompactEnhancer's
         segment = max(int(round(self.segment_seconds * self.sr)), self.n_fft)
         enroll_segment = max(int(round(self.enroll_seconds * self.sr)), self.n_fft)
         mixer = ExtractionMixer(train, noise_recs, segment, enroll_segment, snr_range, data_seed,
-                                augment=self.noise_augment)
+                                augment=self.noise_augment, speaker_augment=self.speaker_augment)
         valid = self._validation_set(valid_speakers, valid_noise, data_seed)
 
         n_bins = self._n_bins()
