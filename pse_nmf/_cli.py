@@ -187,9 +187,9 @@ def _build_parser():
                    help="model file from 'pse-nmf fit' or 'pse-nmf train', or the name of a pretrained model "
                    f"shipped in the package ({', '.join(_pretrained_names()) or 'none'}; needs the neural extra); "
                    "repeat it with --ensemble")
-    p.add_argument("--enroll", nargs="+", default=None, metavar="CLEAN",
-                   help="a few seconds of the wanted speaker's clean speech, for a speaker extractor (-m extractor): "
-                   "that voice is kept, other talkers and noise removed")
+    p.add_argument("--enroll", action="append", default=None, metavar="CLEAN",
+                   help="a few seconds of the wanted speaker's clean speech (a file or folder; repeat it for more), "
+                   "for a speaker extractor (-m extractor): that voice is kept, other talkers and noise removed")
     p.add_argument("--ensemble", action="store_true",
                    help="combine the -m models (two or more) by averaging their output waveforms with equal "
                    "weights (EnsembleEnhancer; save a weighted one with pse_nmf.EnsembleEnhancer and pass its file)")
