@@ -67,7 +67,7 @@ def make_corpus(data, folder, n_files, seconds, seed, quiet=False):
         speech = np.concatenate(parts)[: int(seconds * SR)]
         noise = read_audio(noise_files[rng.integers(len(noise_files))])[0]
         x, _ = mix_at_snr(speech, noise, 0.0, random_state=int(rng.integers(2**31)))
-        files.append(write_audio(noisy / f"noisy_{i:03d}.wav", 0.5 * x, SR))
+        files.append(write_audio(noisy / f"noisy_{i:03d}.wav", 0.5 * x / max(np.abs(x).max(), 1e-9), SR))  # peak 0.5
     return folder / "model.npz", files
 
 

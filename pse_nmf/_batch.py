@@ -97,10 +97,18 @@ def _parallel_map(function, tasks, *, n_jobs, desc, progress):
 
 
 def _run_task(kind, name, work):
-    """Run ``work()``; a record with its result or its error, the warnings it raised, its time."""
+    """Run ``work()``; a record with its result or its error, the warnings it raised, its time.
+
+    The task runs with one BLAS / OpenMP thread, whatever ``n_jobs``: a matrix product's rounding depends on
+    how many threads share it, so this is what makes a file's output the same in the serial run, in loky's
+    workers (which joblib limits to ``cores // n_jobs`` threads) and on Dask workers; the parallelism of many
+    files comes from the processes.
+    """
+    from threadpoolctl import threadpool_limits
+
     t0 = time.perf_counter()
     record = {kind: name, "ok": True, "error": None, "warnings": []}
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
         warnings.simplefilter("always")
         try:
             record.update(work())
@@ -191,7 +199,8 @@ def denoise_files(model, inputs, out_dir=None, *, suffix="_enhanced", n_jobs=Non
     ``joblib.parallel_config(backend="dask")`` with a
     ``dask.distributed.Client``, the workers of a Dask cluster (which must
     see the same paths). The outputs are those of a serial run, sample for
-    sample. A file that fails (unreadable, too short, ...) is reported in its
+    sample: every file is denoised with one BLAS thread, in the serial run
+    too (a product's rounding depends on how many threads share it). A file that fails (unreadable, too short, ...) is reported in its
     record and does not stop the others.
 
     Parameters

@@ -209,3 +209,29 @@ def test_dask_fit_many_identical(speakers, cluster, tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+class _ThreadProbe:
+    """A denoiser that reports, as a warning, how many BLAS threads it runs with."""
+
+    sr = SR
+
+    def denoise(self, x, *, sr=None, downmix=False):
+        import warnings
+
+        from threadpoolctl import threadpool_info
+
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        warnings.warn(f"blas threads: {max(blas)}")
+        return x
+
+
+def test_each_file_runs_with_one_blas_thread_whatever_n_jobs(corpus, tmp_path):
+    """A product's rounding depends on how many threads share it: the serial run (which would get every core)
+    and loky's workers (which get cores // n_jobs) gave different samples from the command line before."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        records = denoise_files(_ThreadProbe(), corpus["files"][:2], tmp_path, n_jobs=1, progress=False)
+    assert all(r["ok"] for r in records)
+    assert all(r["warnings"] == ["blas threads: 1"] for r in records), [r["warnings"] for r in records]
