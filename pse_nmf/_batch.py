@@ -200,8 +200,9 @@ def denoise_files(model, inputs, out_dir=None, *, suffix="_enhanced", n_jobs=Non
     ``dask.distributed.Client``, the workers of a Dask cluster (which must
     see the same paths). The outputs are those of a serial run, sample for
     sample: every file is denoised with one BLAS thread, in the serial run
-    too (a product's rounding depends on how many threads share it). A file that fails (unreadable, too short, ...) is reported in its
-    record and does not stop the others.
+    too (a product's rounding depends on how many threads share it). A
+    file that fails (unreadable, too short, ...) is reported in its record
+    and does not stop the others.
 
     Parameters
     ----------
