@@ -13,11 +13,9 @@ import hashlib
 import json
 import math
 import numbers
-import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -26,7 +24,7 @@ from torch import nn
 from .._persistence import ModelFileError, register_estimator
 from ._base import _seed, _torch_threads
 from ._compact import CompactMaskNet
-from ._engine import DynamicMixer, cosine_schedule, fit_loop, si_sdr
+from ._engine import DynamicMixer, si_sdr
 from ._generalist import CompactEnhancer
 
 __all__ = ["SpeakerExtractor"]
@@ -521,31 +519,7 @@ n_threads, random_state, verbose : as CompactEnhancer's
                              f"needs {n_bins}")
         self.n_features_in_ = n_bins
         self.enrollment_, self.enrollment_seconds_ = None, 0.0
-        module = self.module_
-        self.optimizer_ = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
-        validate = (lambda: self._validation_score(module, valid)) if valid else None
-        with _torch_threads(self.n_threads):
-            result = fit_loop(
-                module, self.optimizer_,
-                batches=lambda epoch: mixer.batches(epoch, self.batch_size),
-                loss=self._batch_loss, validate=validate, mode="max" if valid else "min",
-                max_epochs=self.max_epochs, patience=self.patience, grad_clip=5.0,
-                lr_factor=lambda e: cosine_schedule(e, self.max_epochs),
-                checkpoint=checkpoint, resume=resume,
-                fingerprint=self._fingerprint_extraction(train, noise_recs, valid),
-                name=type(self).__name__, verbose=self.verbose, n_batches=mixer.n_batches(self.batch_size),
-            )
-        self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"],
-                          "valid_loss": h["score"] if valid else None, "dur": h["dur"]} for h in result.history]
-        self.n_epochs_ = len(self.history_)
-        self.best_epoch_ = int(result.best_epoch)
-        self.best_loss_ = float(result.best_score)
-        if not result.stopped:
-            warnings.warn(
-                f"Maximum number of epochs {self.max_epochs} reached before early stopping "
-                f"(patience={self.patience}). Increase max_epochs to improve convergence.",
-                ConvergenceWarning, stacklevel=2,
-            )
+        self._fit_mixer(mixer, valid, self._fingerprint_extraction(train, noise_recs, valid), checkpoint, resume)
         return self
 
     def _init_from(self, base):

@@ -380,6 +380,16 @@ class CompactEnhancer(BaseNeuralEnhancer):
             raise ValueError(f"warm_start: the fitted network has {self.n_features_in_} bins, n_fft={self.n_fft} "
                              f"needs {n_bins}")
         self.n_features_in_ = n_bins
+        self._fit_mixer(mixer, valid, self._fingerprint(train, noise_recs, valid), checkpoint, resume)
+        return self
+
+    def _fit_mixer(self, mixer, valid, fingerprint, checkpoint, resume):
+        """Train ``module_`` on ``mixer``'s batches with the engine's loop; early stopping on ``valid``.
+
+        ``valid`` is what ``_validation_score`` scores (nothing: the training loss is monitored). Sets
+        ``optimizer_``, ``history_``, ``n_epochs_``, ``best_epoch_``, ``best_loss_``; a ConvergenceWarning
+        when ``max_epochs`` ran out first.
+        """
         module = self.module_
         self.optimizer_ = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
         validate = (lambda: self._validation_score(module, valid)) if valid else None
@@ -390,7 +400,7 @@ class CompactEnhancer(BaseNeuralEnhancer):
                 loss=self._batch_loss, validate=validate, mode="max" if valid else "min",
                 max_epochs=self.max_epochs, patience=self.patience, grad_clip=5.0,
                 lr_factor=lambda e: cosine_schedule(e, self.max_epochs),
-                checkpoint=checkpoint, resume=resume, fingerprint=self._fingerprint(train, noise_recs, valid),
+                checkpoint=checkpoint, resume=resume, fingerprint=fingerprint,
                 name=type(self).__name__, verbose=self.verbose, n_batches=mixer.n_batches(self.batch_size),
             )
         self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"],
@@ -402,9 +412,8 @@ class CompactEnhancer(BaseNeuralEnhancer):
             warnings.warn(
                 f"Maximum number of epochs {self.max_epochs} reached before early stopping "
                 f"(patience={self.patience}). Increase max_epochs to improve convergence.",
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning, stacklevel=3,
             )
-        return self
 
     # -- inference ------------------------------------------------------------------------------------
     def _parts(self, y_model, noise):
