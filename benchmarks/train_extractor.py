@@ -33,21 +33,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATA, check_data, pick_targets, read_speakers  # noqa: E402
+from _common import DEFAULT_DATA, check_data  # noqa: E402
+from train_generalist import DEFAULT_PRETRAIN  # noqa: E402
+from train_generalist import training_data as generalist_data  # noqa: E402
 
 import pse_nmf  # noqa: E402
 
-DEFAULT_PRETRAIN = DEFAULT_DATA.parent / "pretrain"
-
 
 def training_data(data, pretrain, n_targets=8, seed=0, valid_utts=2):
-    """(speech folder, training noise, validation speech by speaker, excluded targets)."""
-    clips = pse_nmf.datasets.list_recordings(data / "noise")
-    train_noise = [c for k in sorted(clips) for c in clips[k][0::2]]
-    targets, others = pick_targets(read_speakers(data), n_targets, seed)
-    speech = pse_nmf.datasets.list_recordings(data / "speech")
-    valid_speech = {spk: speech[spk][:valid_utts] for spk in others}
-    return pretrain / "speech", train_noise, valid_speech, targets
+    """The generalist's data (``train_generalist.training_data``), its validation files grouped by speaker.
+
+    Returns (speech folder, training noise, validation speech as speaker -> files, excluded targets).
+    """
+    speech, train_noise, valid_files, targets = generalist_data(data, pretrain, n_targets, seed, valid_utts)
+    valid_speech = {}
+    for f in valid_files:  # <speaker>/<utterance>: the talkers of the validation mixtures are other speakers
+        valid_speech.setdefault(Path(f).parent.name, []).append(f)
+    return speech, train_noise, valid_speech, targets
 
 
 def main(argv=None):
